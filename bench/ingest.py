@@ -1,0 +1,190 @@
+"""Benchmark: bare mail-parser parsing vs. classify vs. ingest, and memory in N.
+
+Generates N varied mails (about 20 KB of HTML each: newsletters, shop receipts,
+Meta's ordinary notifications, and Meta privacy mails in several languages and
+encodings), then in one run times
+
+  parse     mailparser.parse_from_bytes on every mail (the floor: nothing of ours)
+  classify  the tracker's parse + normalise + authenticity + rules
+  ingest    classify + store every mail in a fresh SQLite file (one transaction each)
+
+and prints mails per second for each with the ratio to bare parsing. Peak
+memory of ingest is measured in child processes for N/10 and N mails, so "flat
+in N" is a ratio near 1.
+
+    python bench/ingest.py            # N = 10,000
+    python bench/ingest.py -n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+HTML_TARGET = 20_000
+PEOPLE = ["anna@example.org", "ben@example.de", "chiara@example.it", "dirk@example.nl", "elena@example.es",
+          "marie@example.fr", "piotr@example.pl"]
+META_MAILS = [  # (sender, subject, sentence) in the voices Meta uses
+    ("security@facebookmail.com", "Your confirmation code", "Use this code to confirm your objection: {code}"),
+    ("noreply@facebookmail.com", "We've received your objection request",
+     "We've received your request to object to the use of your information for AI at Meta."),
+    ("security@mail.instagram.com", "Your objection request",
+     "We will honour your objection. We won't use your public information for AI at Meta."),
+    ("noreply@facebookmail.com", "Update on your request",
+     "We reviewed your request and cannot take further action on it. We will not honour your objection."),
+    ("noreply@facebookmail.com", "Dein Widerspruch", "Wir haben deinen Widerspruch erhalten und prüfen ihn."),
+    ("security@mail.instagram.com", "Ta demande d'opposition",
+     "Nous avons bien reçu ta demande d'opposition concernant l'IA chez Meta."),
+    ("notification@facebookmail.com", "You have new notifications", "3 friends posted new photos."),
+    ("security@facebookmail.com", "New login to your account", "We noticed a new login from Chrome on Linux."),
+]
+OTHER_SENDERS = ["news@shop.example.com", "team@newsletter.example.net", "billing@provider.example",
+                 "friends@club.example.org", "alerts@bank.example"]
+WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
+         "et dolore magna aliqua offer sale shipping order invoice account update weekly digest").split()
+
+
+def _filler(rng: random.Random, size: int) -> str:
+    rows = []
+    while sum(map(len, rows)) < size:
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 40)))
+        rows.append(f'<tr><td style="padding:8px;font-family:Helvetica,Arial">{words}</td></tr>\n')
+    return "".join(rows)
+
+
+def make_mail(index: int, rng: random.Random) -> bytes:
+    date = datetime(2025, 5, 1, tzinfo=timezone.utc) + timedelta(minutes=index * 7)
+    to = rng.choice(PEOPLE)
+    if rng.random() < 0.3:
+        sender, subject, sentence = rng.choice(META_MAILS)
+        sentence = sentence.format(code=f"{rng.randint(0, 999999):06d}")
+        domain = sender.split("@")[1]
+        auth = f"mx.example.org; dkim=pass header.d={domain} header.s=s1; dmarc=pass header.from={domain}"
+    else:
+        sender, subject = rng.choice(OTHER_SENDERS), f"Weekly digest #{index}"
+        sentence = "Here is what happened this week."
+        auth = f"mx.example.org; dkim=pass header.d={sender.split('@')[1]}; spf=pass"
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = make_msgid(idstring=str(index), domain=sender.split("@")[1])
+    message["Authentication-Results"] = auth
+    html_body = (f"<html><body><table><tr><td><p>Hi,</p><p>{sentence}</p></td></tr>"
+                 f"{_filler(rng, HTML_TARGET)}</table></body></html>")
+    message.set_content(f"Hi,\n\n{sentence}\n" if rng.random() < 0.5 else "")
+    message.add_alternative(html_body, subtype="html",
+                            cte=rng.choice(["quoted-printable", "base64", "8bit"]))
+    if not message.get_body(("plain",)).get_content().strip():  # HTML-only variant
+        message = message.get_body(("html",))
+        for header, value in (("From", sender), ("To", to), ("Subject", subject),
+                              ("Date", format_datetime(date)), ("Authentication-Results", auth),
+                              ("Message-ID", make_msgid(idstring=str(index), domain="bench.example"))):
+            message[header] = value
+    return bytes(message)
+
+
+def generate(folder: Path, count: int, seed: int = 7) -> int:
+    rng = random.Random(seed)
+    total = 0
+    for index in range(count):
+        raw = make_mail(index, rng)
+        (folder / f"{index:06d}.eml").write_bytes(raw)
+        total += len(raw)
+    return total
+
+
+def time_parse(files: list[Path]) -> float:
+    import mailparser
+    start = time.perf_counter()
+    for path in files:
+        mailparser.parse_from_bytes(path.read_bytes())
+    return time.perf_counter() - start
+
+
+def time_classify(files: list[Path]) -> tuple[float, dict]:
+    from tracker.config import Settings
+    from tracker.ingest import classify_raw
+    from tracker.rules.engine import load_rules
+
+    settings, rules, counts = Settings(), load_rules(), {}
+    start = time.perf_counter()
+    for path in files:
+        _, result = classify_raw(path.read_bytes(), rules, settings)
+        counts[result.category] = counts.get(result.category, 0) + 1
+    return time.perf_counter() - start, counts
+
+
+def time_ingest(folder: Path, files: list[Path], workdir: Path) -> float:
+    from tracker.config import settings_from_dict
+    from tracker.ingest import Ingestor
+    from tracker.sources.local import LocalSource
+    from tracker.store import Store
+
+    settings = settings_from_dict({"database": {"url": f"sqlite:///{workdir / 'bench.sqlite3'}"},
+                                   "evidence": {"dir": str(workdir / "evidence")}})
+    db = Store(settings.database.resolved_url())
+    start = time.perf_counter()
+    stats = Ingestor(db, settings).ingest(LocalSource(files))
+    elapsed = time.perf_counter() - start
+    assert stats.new == len(files), stats
+    return elapsed
+
+
+def peak_rss_of_ingest(folder: Path, count: int) -> float:
+    """Peak RSS (MiB) of a fresh process that ingests the first ``count`` mails."""
+    code = (
+        "import sys, json, resource, tempfile; from pathlib import Path; sys.path.insert(0, %r);"
+        "import ingest as b; folder = Path(%r); files = sorted(folder.glob('*.eml'))[:%d];"
+        "b.time_ingest(folder, files, Path(tempfile.mkdtemp()));"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))"
+    ) % (str(Path(__file__).parent), str(folder), count)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--count", type=int, default=10_000, help="mails to generate (default 10,000)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
+        workdir = Path(tmp)
+        folder = workdir / "mail"
+        folder.mkdir()
+        total = generate(folder, args.count)
+        files = sorted(folder.glob("*.eml"))
+        print(f"{args.count} mails, {total / 1e6:.1f} MB ({total / args.count / 1024:.1f} KiB each on average)")
+
+        parse_s = time_parse(files)
+        classify_s, counts = time_classify(files)
+        ingest_s = time_ingest(folder, files, workdir)
+        rate = {name: args.count / s for name, s in
+                (("parse", parse_s), ("classify", classify_s), ("ingest", ingest_s))}
+        print(f"categories: {json.dumps(dict(sorted(counts.items())))}")
+        print(f"{'phase':<10}{'seconds':>10}{'mails/s':>10}{'vs parse':>10}   target")
+        targets = {"parse": "", "classify": ">= 0.80", "ingest": ">= 0.50"}
+        for name, seconds in (("parse", parse_s), ("classify", classify_s), ("ingest", ingest_s)):
+            ratio = rate[name] / rate["parse"]
+            print(f"{name:<10}{seconds:>10.2f}{rate[name]:>10.0f}{ratio:>10.2f}   {targets[name]}")
+
+        small = max(1, args.count // 10)
+        rss_small, rss_full = peak_rss_of_ingest(folder, small), peak_rss_of_ingest(folder, args.count)
+        print(f"peak RSS of ingest: {rss_small:.0f} MiB for {small} mails, {rss_full:.0f} MiB for "
+              f"{args.count} mails (ratio {rss_full / rss_small:.2f}; flat in N means about 1)")
+        print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Shared fixtures. Every test gets its own SQLite file and config in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import tracker
+from tracker.cli import app
+
+SAMPLE_MAIL = Path(tracker.__file__).parent / "sample_mail"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path, monkeypatch):
+    """No test reads or writes the real user's config or data folders."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("PRIVACY_TRACKER_CONFIG", raising=False)
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    """A config with the database and evidence in tmp_path; tests may append sections."""
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "tracker.sqlite3"}"\n'
+                    f'[evidence]\ndir = "{tmp_path / "evidence"}"\n')
+    return path
+
+
+class Cli:
+    """Runs `privacy-tracker --config FILE ...` in-process, as a user would type it."""
+
+    def __init__(self, config: Path):
+        self.config = config
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, expect: int = 0):
+        result = self.runner.invoke(app, ["--config", str(self.config), *map(str, args)])
+        assert result.exit_code == expect, (result.exit_code, result.output, result.exception)
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self(*args).stdout)
+
+    def json_lines(self, *args: str) -> list[dict]:
+        return [json.loads(line) for line in self(*args).stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(config_file) -> Cli:
+    return Cli(config_file)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -1,0 +1,132 @@
+"""Ingest: every mail once, states independent of arrival order, evidence kept privately."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from datetime import datetime, timezone
+
+from conftest import SAMPLE_MAIL
+from mails import ACKNOWLEDGEMENT, APPROVAL, REFUSAL, meta_mail
+
+
+def _states(cli) -> dict:
+    return {(r["address"], r["platform"], r["kind"]): r["state"] for r in cli.json("status", "--json")["requests"]}
+
+
+def test_ingesting_twice_changes_nothing(cli):
+    cli("ingest", SAMPLE_MAIL)
+    first = cli.json("status", "--json")
+    result = cli("ingest", SAMPLE_MAIL)
+    assert result.stdout.startswith("0 new,")
+    second = cli.json("status", "--json")
+    assert second["messages_seen"] == first["messages_seen"] > 30
+    assert second["requests"] == first["requests"]
+    assert len(second["alerts"]) == len(first["alerts"])
+
+
+def test_reverse_order_gives_the_same_states(cli, tmp_path, config_file):
+    from conftest import Cli
+
+    files = sorted(SAMPLE_MAIL.glob("*.eml"))
+    for path in files:
+        cli("ingest", path)
+    forward = _states(cli)
+
+    reverse_config = tmp_path / "reverse.toml"
+    reverse_config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "reverse.sqlite3"}"\n')
+    reverse = Cli(reverse_config)
+    for path in reversed(files):
+        reverse("ingest", path)
+    assert _states(reverse) == forward
+    assert len(set(forward.values())) >= 4, forward
+
+
+def test_a_refusal_after_an_acknowledgement_is_rejected_whatever_arrives_first(cli, tmp_path):
+    ack = tmp_path / "ack.eml"
+    ack.write_bytes(meta_mail(ACKNOWLEDGEMENT, date=datetime(2025, 6, 1, tzinfo=timezone.utc)))
+    refusal = tmp_path / "refusal.eml"
+    refusal.write_bytes(meta_mail(REFUSAL, date=datetime(2025, 6, 3, tzinfo=timezone.utc)))
+    cli("ingest", refusal)
+    cli("ingest", ack)
+    [request] = cli.json("status", "--json")["requests"]
+    assert request["state"] == "rejected"
+    assert request["submitted"] == "2025-06-01"
+    assert "complaint possible" in request["flags"]
+
+
+def test_same_mail_in_two_places_is_counted_once(cli, tmp_path):
+    raw = meta_mail(APPROVAL)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "one.eml").write_bytes(raw)
+    (tmp_path / "b" / "copy.eml").write_bytes(raw)
+    result = cli("ingest", tmp_path / "a", tmp_path / "b")
+    assert result.stdout.startswith("1 new, 1 already known")
+
+
+def test_damaged_mail_is_recorded_and_the_run_goes_on(cli, tmp_path):
+    (tmp_path / "0-empty.eml").write_bytes(b"")
+    (tmp_path / "1-junk.eml").write_bytes(b"\x00\x01\x02 garbage \xff\xfe")
+    (tmp_path / "2-good.eml").write_bytes(meta_mail(APPROVAL))
+    result = cli("ingest", tmp_path)
+    assert result.stdout.startswith("3 new,")
+    assert "2 with errors" in result.stdout
+    status = cli.json("status", "--json")
+    assert len(status["errors"]) == 2
+    assert [r["state"] for r in status["requests"]] == ["approved"]
+
+
+def test_database_and_evidence_are_owner_only(cli, tmp_path):
+    cli("ingest", SAMPLE_MAIL)
+    db = tmp_path / "tracker.sqlite3"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    evidence = list((tmp_path / "evidence").glob("*.eml"))
+    assert evidence
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in evidence)
+    assert stat.S_IMODE((tmp_path / "evidence").stat().st_mode) == 0o700
+
+
+def test_evidence_is_byte_identical_to_the_mail(cli, tmp_path):
+    raw = meta_mail(REFUSAL)
+    (tmp_path / "refusal.eml").write_bytes(raw)
+    cli("ingest", tmp_path / "refusal.eml")
+    [kept] = (tmp_path / "evidence").glob("*.eml")
+    assert kept.read_bytes() == raw
+
+
+def test_ordinary_mail_is_seen_but_not_kept(cli, tmp_path):
+    newsletter = meta_mail("Our summer sale starts now.", sender="news@shop.example.com", display="Shop")
+    (tmp_path / "news.eml").write_bytes(newsletter)
+    cli("ingest", tmp_path / "news.eml")
+    status = cli.json("status", "--json")
+    assert status["messages_seen"] == 1
+    assert status["requests"] == []
+    assert not (tmp_path / "evidence").exists() or not list((tmp_path / "evidence").iterdir())
+
+
+def test_mbox_and_maildir_are_read(cli, tmp_path):
+    import mailbox
+
+    box = mailbox.mbox(tmp_path / "meta.mbox")
+    box.add(meta_mail(ACKNOWLEDGEMENT, to="x@example.org"))
+    box.add(meta_mail(APPROVAL, to="x@example.org", date=datetime(2025, 6, 9, tzinfo=timezone.utc)))
+    box.close()
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    maildir.add(meta_mail(REFUSAL, to="y@example.org"))
+    maildir.close()
+    result = cli("ingest", tmp_path / "meta.mbox", tmp_path / "Maildir")
+    assert result.stdout.startswith("3 new,")
+    assert _states(cli) == {("x@example.org", "facebook", "ai_objection"): "approved",
+                            ("y@example.org", "facebook", "ai_objection"): "rejected"}
+
+
+def test_ingest_never_modifies_the_maildir(cli, tmp_path):
+    import mailbox
+
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    maildir.add(mailbox.MaildirMessage(meta_mail(REFUSAL)))
+    maildir.close()
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "Maildir").rglob("*"))
+    cli("ingest", tmp_path / "Maildir")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "Maildir").rglob("*")) == before

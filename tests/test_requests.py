@@ -1,0 +1,65 @@
+"""Requests added by hand, their timeline, notes, and how mails join them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from mails import ACKNOWLEDGEMENT, REFUSAL, meta_mail
+
+
+def test_request_added_by_hand_starts_the_clock(cli):
+    result = cli("request", "add", "--address", "Anna@Example.org", "--platform", "instagram",
+                 "--country", "de", "--date", "2025-01-31")
+    assert "Request #1 added" in result.stdout
+    [request] = cli.json("status", "--json")["requests"]
+    assert request["address"] == "anna@example.org"
+    assert request["country"] == "DE"
+    assert request["state"] == "submitted"
+    assert request["submitted"] == "2025-01-31"
+    assert request["deadline"] == "2025-02-28"
+    assert request["overdue"] is True
+
+
+def test_mail_joins_the_request_by_address_platform_and_kind(cli, tmp_path):
+    cli("request", "add", "--address", "anna@example.org", "--platform", "facebook", "--date", "2025-05-30")
+    (tmp_path / "refusal.eml").write_bytes(meta_mail(REFUSAL, to="Anna <ANNA@example.org>"))
+    cli("ingest", tmp_path / "refusal.eml")
+    [request] = cli.json("status", "--json")["requests"]
+    assert request["state"] == "rejected"
+    assert request["submitted"] == "2025-05-30"
+
+
+def test_request_show_lists_the_timeline_in_date_order(cli, tmp_path):
+    (tmp_path / "b.eml").write_bytes(meta_mail(REFUSAL, subject="Decision",
+                                               date=datetime(2025, 6, 20, tzinfo=timezone.utc)))
+    (tmp_path / "a.eml").write_bytes(meta_mail(ACKNOWLEDGEMENT, subject="Received",
+                                               date=datetime(2025, 6, 1, tzinfo=timezone.utc)))
+    cli("ingest", tmp_path)
+    shown = cli.json("request", "show", "1", "--json")
+    assert [(e["kind"], e["detail"]) for e in shown["events"]] == [("acknowledgement", "Received"),
+                                                                   ("rejected", "Decision")]
+    text = cli("request", "show", "1").stdout
+    assert "rejected" in text and "2025-06-20" in text
+
+
+def test_a_note_is_kept(cli):
+    cli("request", "add", "--address", "a@example.org", "--platform", "facebook")
+    cli("request", "note", "1", "Sent the form again by post")
+    assert "Sent the form again by post" in cli("request", "show", "1").stdout
+
+
+def test_duplicate_request_is_refused(cli):
+    cli("request", "add", "--address", "a@example.org", "--platform", "facebook")
+    result = cli("request", "add", "--address", "a@example.org", "--platform", "facebook", expect=1)
+    assert "exists already" in result.output
+
+
+def test_wrong_platform_is_a_usage_error(cli):
+    result = cli("request", "add", "--address", "a@example.org", "--platform", "myspace", expect=2)
+    assert "facebook, instagram" in result.output
+
+
+def test_bad_date_is_a_usage_error(cli):
+    result = cli("request", "add", "--address", "a@example.org", "--platform", "facebook",
+                 "--date", "31.01.2025", expect=2)
+    assert "YYYY-MM-DD" in result.output

@@ -1,0 +1,166 @@
+"""Source -> parse -> classify -> store, one message at a time.
+
+``Ingestor.record`` writes one mail (message row, event, request state, alerts)
+into a session without committing, so a caller can commit it together with
+its own bookkeeping (the IMAP checkpoint). ``Ingestor.ingest`` does the
+commit per message for local sources. A mail that cannot be parsed is still
+recorded, with its error; the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from tracker import alerts, store
+from tracker import vocabulary as v
+from tracker.config import Settings
+from tracker.models import Account, Message
+from tracker.parse import ParsedMail, parse_mail
+from tracker.rules.engine import Classification, RuleSet, classify, load_rules
+from tracker.sources.base import MailItem, MailSource
+from tracker.text import mask_code
+
+log = logging.getLogger(__name__)
+
+NEW = "new"
+DUPLICATE = "duplicate"
+
+LOCAL_ACCOUNT = "local"
+
+
+@dataclass
+class IngestStats:
+    new: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    categories: Counter = field(default_factory=Counter)
+
+    def add(self, outcome: str, message: Message | None) -> None:
+        if outcome == DUPLICATE:
+            self.duplicates += 1
+            return
+        self.new += 1
+        if message is not None:
+            self.categories[message.category] += 1
+            if message.error:
+                self.errors += 1
+
+
+def classify_raw(raw: bytes, rules: RuleSet, settings: Settings) -> tuple[ParsedMail, Classification]:
+    """Parse and classify; never raises for a bad mail (the error is in the result)."""
+    mail = parse_mail(raw)
+    try:
+        return mail, classify(mail, rules, settings.authenticity)
+    except Exception as err:  # a rule bug must not stop the run; keep the mail for review
+        log.exception("classification failed")
+        error = f"classification failed: {type(err).__name__}: {err}"
+        return (ParsedMail(**{**mail.__dict__, "error": "; ".join(filter(None, [mail.error, error]))}),
+                Classification(category=v.UNRELATED, platform=None, kind=None, otp=None, reference=None,
+                               rule=None, authenticated=None, authenticity="unknown", reason=error))
+
+
+def write_evidence(raw: bytes, sha256: str, folder: Path) -> Path:
+    """Keep the original bytes, owner-only. Named by content, so writing twice is harmless."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{sha256}.eml"
+    if not path.exists():
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        os.replace(tmp, path)
+    return path
+
+
+class Ingestor:
+    def __init__(self, db: store.Store, settings: Settings, rules: RuleSet | None = None):
+        self.db = db
+        self.settings = settings
+        self.rules = rules if rules is not None else load_rules(settings.rules.file)
+        self.evidence_dir = settings.evidence_dir()
+
+    def is_known(self, session: Session, account: Account, item: MailItem) -> bool:
+        if item.uid is None:
+            return False
+        return session.exec(select(Message.id).where(
+            Message.account_id == account.id, Message.folder == item.folder,
+            Message.uidvalidity == item.uidvalidity, Message.uid == item.uid)).first() is not None
+
+    def record(self, session: Session, account: Account, item: MailItem) -> tuple[str, Message | None]:
+        """Write one mail into ``session`` (no commit). Returns (NEW or DUPLICATE, message)."""
+        if self.is_known(session, account, item):
+            return DUPLICATE, None
+        sha256 = hashlib.sha256(item.raw).hexdigest()
+        mail, result = classify_raw(item.raw, self.rules, self.settings)
+        dedupe_id = mail.message_id or ""
+        if session.exec(select(Message.id).where(Message.dedupe_id == dedupe_id,
+                                                 Message.sha256 == sha256)).first() is not None:
+            return DUPLICATE, None
+
+        error = "; ".join(filter(None, [item.error, mail.error])) or None
+        message = Message(
+            account_id=account.id, folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
+            source_path=item.path, dedupe_id=dedupe_id, sha256=sha256, size=len(item.raw),
+            subject=mail.subject[:500], sender=mail.sender_address, sender_name=mail.sender_name[:200],
+            recipient=mail.recipient, mail_date=store.to_db_time(mail.date or item.internal_date),
+            category=result.category, platform=result.platform, kind=result.kind, rule=result.rule,
+            authenticated=result.authenticated, authenticity=result.authenticity, reason=result.reason,
+            reference=result.reference, otp=result.otp, error=error,
+        )
+        if self.settings.evidence.keep_raw and result.category != v.UNRELATED and item.raw:
+            message.raw_path = str(write_evidence(item.raw, sha256, self.evidence_dir))
+        session.add(message)
+        session.flush()
+        account.messages_seen += 1
+        session.add(account)
+
+        log.info("%s: %s (rule %s, %s)%s", item.label, result.category, result.rule,
+                 result.authenticity, f" code {mask_code(result.otp)}" if result.otp else "")
+        if result.category in v.REQUEST_CATEGORIES:
+            self._apply_to_request(session, message, mail)
+        elif result.category in v.REVIEW_CATEGORIES:
+            alerts.queue_for_review_mail(session, message)
+        return NEW, message
+
+    def _apply_to_request(self, session: Session, message: Message, mail: ParsedMail) -> None:
+        if not message.recipient:
+            message.reason += " (no recipient address: not joined to a request)"
+            return
+        platform = message.platform or "facebook"
+        kind = message.kind or v.DEFAULT_KIND
+        request = store.find_request(session, message.recipient, platform, kind)
+        if request is None:
+            request = store.add_request(session, message.recipient, platform, kind)
+        message.request_id = request.id
+        session.add(message)
+        occurred = mail.date or datetime.now(timezone.utc)
+        store.add_event(session, request, message.category, occurred, message_id=message.id,
+                        detail=message.subject[:200])
+        store.refresh_state(session, request)
+        alerts.queue_for_request_mail(session, request, message)
+        if message.otp and self.settings.alerts.send_codes and self.settings.alerts.private_urls:
+            alerts.queue_code(session, request, message)
+
+    def ingest(self, source: MailSource, account_name: str = LOCAL_ACCOUNT) -> IngestStats:
+        """Record every mail of ``source``, committing each one on its own."""
+        stats = IngestStats()
+        for item in source.messages():
+            with self.db.session() as session:
+                account = store.get_or_create_account(session, account_name)
+                try:
+                    with session.begin_nested():
+                        outcome, message = self.record(session, account, item)
+                except IntegrityError:
+                    # Another process recorded the same mail between our check and our insert.
+                    outcome, message = DUPLICATE, None
+                stats.add(outcome, message)
+        return stats

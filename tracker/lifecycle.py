@@ -1,0 +1,128 @@
+"""Pure request logic: the state a request is in, and the deadlines the law sets.
+
+No I/O here. The store hands in a request's events; this module says what they
+mean. Events are replayed in mail-date order, so mails that arrive out of order
+give the same result.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from tracker import vocabulary as v
+
+# States a request can be in.
+SUBMITTED = "submitted"            # entered by the person; nothing heard yet
+CODE_SENT = "code_sent"            # a one-time code arrived: the form is being submitted
+ACKNOWLEDGED = "acknowledged"      # Meta confirmed receipt; waiting for a decision
+INFO_REQUESTED = "info_requested"  # Meta wants more information: the person must act
+APPROVED = "approved"              # objection honoured: done
+REJECTED = "rejected"              # refused: next step is a complaint
+COMPLAINT_FILED = "complaint_filed"
+
+OPEN_STATES = frozenset({SUBMITTED, CODE_SENT, ACKNOWLEDGED, INFO_REQUESTED})
+
+# Event kinds that are not mail categories.
+EVENT_SUBMITTED = "submitted"
+EVENT_EXTENDED = v.EXTENDED
+EVENT_COMPLAINT_FILED = "complaint_filed"
+EVENT_NOTE = "note"
+
+_STATE_AFTER = {
+    EVENT_SUBMITTED: SUBMITTED,
+    v.OTP: CODE_SENT,
+    v.ACKNOWLEDGEMENT: ACKNOWLEDGED,
+    v.INFO_REQUESTED: INFO_REQUESTED,
+    v.APPROVED: APPROVED,
+    v.REJECTED: REJECTED,
+    EVENT_COMPLAINT_FILED: COMPLAINT_FILED,
+}
+# Same-day tie break: the later step of the process wins; a refusal outranks an approval
+# so that a contradictory pair never hides a refusal from the person.
+_RANK = {EVENT_SUBMITTED: 0, v.OTP: 1, v.ACKNOWLEDGEMENT: 2, EVENT_EXTENDED: 3,
+         v.INFO_REQUESTED: 4, v.APPROVED: 5, v.REJECTED: 6, EVENT_COMPLAINT_FILED: 7, EVENT_NOTE: 8}
+# Mails that tell when Meta received the request, when the person gave no date.
+_RECEIPT_KINDS = frozenset({v.OTP, v.ACKNOWLEDGEMENT})
+
+DECISION_MONTHS = 1    # Art. 12(3)
+EXTENSION_MONTHS = 2   # Art. 12(3), only when the controller announces it
+AUTHORITY_MONTHS = 3   # Art. 78(2)
+
+
+@dataclass(frozen=True)
+class EventFact:
+    """The part of an event that lifecycle needs."""
+
+    kind: str
+    occurred_at: datetime
+    tie: int = 0  # a stable last tie-breaker (the event id)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    state: str
+    received: date | None        # when Meta received the request (Art. 12(3) clock start)
+    deadline: date | None        # decision due
+    extended: bool
+    last_mail: datetime | None
+    decided: date | None         # date of the approval or refusal
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def days_left(self, today: date) -> int | None:
+        """Days until the deadline (negative: overdue). None once decided or without a date."""
+        if not self.is_open or self.deadline is None:
+            return None
+        return (self.deadline - today).days
+
+    def overdue(self, today: date) -> bool:
+        left = self.days_left(today)
+        return left is not None and left < 0
+
+
+def add_months(start: date, months: int) -> date:
+    """Same date ``months`` later, or that month's last day (Regulation 1182/71, Art. 3(2)(c))."""
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+def ordered(events: list[EventFact]) -> list[EventFact]:
+    return sorted(events, key=lambda e: (e.occurred_at, _RANK.get(e.kind, 9), e.tie))
+
+
+def derive(events: list[EventFact], submitted: date | None = None) -> Timeline:
+    """Replay a request's events in date order; the result does not depend on arrival order."""
+    state = SUBMITTED
+    extended = False
+    last_mail = None
+    decided = None
+    receipt_dates = []
+    for event in ordered(events):
+        if event.kind == EVENT_EXTENDED:
+            extended = True
+            if state in (SUBMITTED, CODE_SENT):
+                state = ACKNOWLEDGED
+        elif event.kind in _STATE_AFTER:
+            state = _STATE_AFTER[event.kind]
+            if event.kind in (v.APPROVED, v.REJECTED):
+                decided = event.occurred_at.date()
+        if event.kind in _RECEIPT_KINDS:
+            receipt_dates.append(event.occurred_at.date())
+        if event.kind in v.REQUEST_CATEGORIES:
+            last_mail = event.occurred_at
+    received = submitted or (min(receipt_dates) if receipt_dates else None)
+    deadline = None
+    if received is not None:
+        deadline = add_months(received, DECISION_MONTHS + (EXTENSION_MONTHS if extended else 0))
+    return Timeline(state=state, received=received, deadline=deadline, extended=extended,
+                    last_mail=last_mail, decided=decided)
+
+
+def authority_deadline(filed: date) -> date:
+    """Art. 78(2): the authority must handle the complaint or say how it stands within three months."""
+    return add_months(filed, AUTHORITY_MONTHS)

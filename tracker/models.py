@@ -1,0 +1,153 @@
+"""Database tables (SQLModel). Engine and sessions live in store.py.
+
+Times are stored as naive UTC datetimes (SQLite has no time zone type);
+``store.utc`` turns them back into aware ones.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Account(SQLModel, table=True):
+    """A mailbox being watched, and how its last syncs went."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)   # "local" for files ingested by path
+    host: str | None = None
+    username: str | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    messages_seen: int = 0
+
+
+class Checkpoint(SQLModel, table=True):
+    """How far one IMAP folder has been read. Written in the same transaction as the messages."""
+
+    __table_args__ = (UniqueConstraint("account_id", "folder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    folder: str
+    uidvalidity: int
+    last_uid: int = 0
+    highestmodseq: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class FolderLock(SQLModel, table=True):
+    """A lease that keeps two pollers (in any process) off the same folder."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)        # "account/folder"
+    holder: str                          # host:pid:token
+    expires_at: datetime
+
+
+class Message(SQLModel, table=True):
+    """Every mail seen, once. Meta mails keep their original bytes as evidence."""
+
+    __table_args__ = (
+        UniqueConstraint("dedupe_id", "sha256", name="uq_message_content"),
+        UniqueConstraint("account_id", "folder", "uidvalidity", "uid", name="uq_message_location"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    folder: str | None = None
+    uidvalidity: int | None = None
+    uid: int | None = None
+    source_path: str | None = None       # for mail ingested from files
+    dedupe_id: str = ""                  # Message-ID, "" when the mail has none
+    sha256: str = Field(index=True)
+    size: int = 0
+    subject: str = ""
+    sender: str = ""
+    sender_name: str = ""
+    recipient: str | None = None
+    mail_date: datetime | None = Field(default=None, index=True)
+    category: str = Field(index=True)
+    platform: str | None = None
+    kind: str | None = None
+    rule: str | None = None
+    authenticated: bool | None = None
+    authenticity: str = ""
+    reason: str = ""
+    reference: str | None = None
+    otp: str | None = None               # only from authentic mail; shown to the person, masked in logs
+    error: str | None = None
+    raw_path: str | None = None          # evidence .eml, mode 0600
+    request_id: int | None = Field(default=None, foreign_key="request.id", index=True)
+    reviewed: bool = False
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Request(SQLModel, table=True):
+    """One objection or data request, for one address, platform and kind."""
+
+    __table_args__ = (UniqueConstraint("address", "platform", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(index=True)
+    platform: str
+    kind: str
+    country: str | None = None           # ISO 3166-1 alpha-2, decides the authority
+    region: str | None = None            # German state code (e.g. "BY") for the Länder authorities
+    submitted: date | None = None        # given by the person; else the first mail decides
+    notes: str = ""
+    state: str = "submitted"             # cache of lifecycle.derive(events); recomputed on every change
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Append-only history of a request: a mail that arrived, or something the person did."""
+
+    __table_args__ = (UniqueConstraint("request_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="request.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    kind: str                            # a category, or submitted / extended / note / complaint_filed
+    occurred_at: datetime                # the mail's date, or the date the person gave
+    detail: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Alert(SQLModel, table=True):
+    """Outbox: created with the event that causes it, sent later, never twice."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)        # "request:3:rejected", "message:12:suspicious", ...
+    reason: str
+    request_id: int | None = Field(default=None, foreign_key="request.id")
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    title: str
+    body: str
+    contains_code: bool = False          # only sent to private channels, and only when enabled
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+class Complaint(SQLModel, table=True):
+    """A complaint filed with a data protection authority (Art. 77)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="request.id", index=True)
+    authority: str                       # code from authorities.toml, e.g. "IE", "DE-BY"
+    filed: date
+    reference: str = ""
+    state: str = "filed"                 # filed | answered | closed
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,141 @@
+"""Turn raw mail bytes into a :class:`ParsedMail`. The only module that uses mail-parser.
+
+Nothing here raises on bad input: a mail that cannot be read completely is
+returned with what could be read and ``error`` set, so the caller can record it
+and go on with the next one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import mailparser
+
+from tracker.text import html_to_text, normalise
+
+log = logging.getLogger(__name__)
+
+# Headers that carry the address the mail was delivered to, most specific first.
+_DELIVERY_HEADERS = ("Delivered-To", "X-Original-To")
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """What the rules and the store need from one mail."""
+
+    subject: str = ""
+    sender_name: str = ""
+    sender_address: str = ""          # lower case, "" when there is no From
+    recipients: tuple[str, ...] = ()  # lower case: Delivered-To, X-Original-To, To, Cc, without repeats
+    date: datetime | None = None      # timezone-aware, UTC
+    message_id: str | None = None     # without angle brackets
+    text: str = ""                    # readable body: plain part, else HTML made text
+    auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
+    error: str | None = None          # why the mail could not be read completely
+    normalised_subject: str = field(default="", repr=False)
+    normalised_text: str = field(default="", repr=False)
+
+    @property
+    def recipient(self) -> str | None:
+        """The address the mail was sent to: the person whose request it belongs to."""
+        return self.recipients[0] if self.recipients else None
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2]
+
+
+def _addresses(pairs) -> list[str]:
+    out = []
+    for pair in pairs or ():
+        address = (pair[1] if isinstance(pair, (tuple, list)) else str(pair)).strip().strip("<>").lower()
+        if "@" in address:
+            out.append(address)
+    return out
+
+
+def _header_values(message, name: str) -> list[str]:
+    try:
+        return [str(v) for v in (message.get_all(name) or [])]
+    except Exception:  # a header so broken the email package cannot decode it
+        return []
+
+
+def _parse_date(message) -> datetime | None:
+    raw = message.get("Date") if message is not None else None
+    if not raw:
+        return None
+    try:
+        value = email.utils.parsedate_to_datetime(str(raw))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if value is None:
+        return None
+    if value.tzinfo is None:  # "-0000" or no zone: RFC 5322 says UTC is the best guess
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Parse one mail. Never raises: problems end up in ``ParsedMail.error``."""
+    if not raw or not raw.strip():
+        return ParsedMail(error="empty message")
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+    except Exception as err:  # mail-parser raises many kinds on broken input
+        log.debug("mail-parser failed", exc_info=True)
+        return ParsedMail(error=f"cannot parse message: {type(err).__name__}: {err}")
+
+    message = parsed.message
+    errors: list[str] = []
+    if not any(message.get(h) for h in ("From", "Date", "Subject", "Message-ID")):
+        errors.append("no mail headers (From, Date, Subject, Message-ID all missing)")
+
+    try:
+        subject = parsed.subject or ""
+    except Exception as err:
+        subject, _ = "", errors.append(f"unreadable Subject: {err}")
+    try:
+        senders = parsed.from_ or []
+    except Exception as err:
+        senders, _ = [], errors.append(f"unreadable From: {err}")
+    sender_name, sender_address = "", ""
+    if senders:
+        sender_name = (senders[0][0] or "").strip()
+        sender_address = (_addresses(senders[:1]) or [""])[0]
+
+    recipients: list[str] = []
+    for header in _DELIVERY_HEADERS:
+        recipients += _addresses(email.utils.getaddresses(_header_values(message, header)))
+    for header in ("To", "Cc"):
+        recipients += _addresses(email.utils.getaddresses(_header_values(message, header)))
+
+    try:
+        plain = "\n".join(parsed.text_plain).strip()
+        body = plain or html_to_text("\n".join(parsed.text_html))
+    except Exception as err:
+        body, _ = "", errors.append(f"unreadable body: {err}")
+
+    for defect in parsed.defects or ():
+        for kinds in defect.values():
+            for description in kinds:
+                if "CharsetDecodeDefect" in description or "Base64" in description:
+                    errors.append(description.split(".")[0])
+
+    message_id = (message.get("Message-ID") or "").strip().strip("<>") or None
+    return ParsedMail(
+        subject=subject,
+        sender_name=sender_name,
+        sender_address=sender_address,
+        recipients=tuple(dict.fromkeys(recipients)),
+        date=_parse_date(message),
+        message_id=message_id,
+        text=body,
+        auth_results=tuple(_header_values(message, "Authentication-Results")),
+        error="; ".join(dict.fromkeys(errors)) or None,
+        normalised_subject=normalise(subject),
+        normalised_text=normalise(body),
+    )

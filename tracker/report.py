@@ -1,0 +1,86 @@
+"""Rich rendering of what the core computed. No queries, no decisions here."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from tracker.alerts import KIND_LABELS
+
+STATE_STYLES = {
+    "approved": "green", "rejected": "bold red", "info_requested": "yellow",
+    "complaint_filed": "magenta", "acknowledged": "cyan", "code_sent": "cyan", "submitted": "white",
+}
+
+
+def _deadline_cell(entry: dict) -> str:
+    if entry["days_left"] is None:
+        return entry["deadline"] or "-"
+    if entry["overdue"]:
+        return f"{entry['deadline']} [bold red]({-entry['days_left']} days overdue)[/]"
+    return f"{entry['deadline']} ({entry['days_left']} days left)"
+
+
+def render_status(console: Console, status: dict) -> None:
+    table = Table(title=f"Requests ({status['today']})", expand=False, show_lines=False)
+    for column in ("#", "address", "platform", "kind", "state", "submitted", "last mail", "deadline", "flags"):
+        table.add_column(column, overflow="fold")
+    for entry in status["requests"]:
+        style = STATE_STYLES.get(entry["state"], "")
+        flags = ", ".join(entry["flags"])
+        if entry["complaint"]:
+            c = entry["complaint"]
+            flags = ", ".join(filter(None, [flags, f"complaint {c['authority']} filed {c['filed']}, "
+                                                   f"answer due {c['authority_deadline']}"]))
+        table.add_row(str(entry["id"]), entry["address"], entry["platform"],
+                      KIND_LABELS.get(entry["kind"], entry["kind"]), f"[{style}]{entry['state']}[/]",
+                      entry["submitted"] or "-", (entry["last_mail"] or "-")[:10], _deadline_cell(entry), flags)
+    if status["requests"]:
+        console.print(table)
+    else:
+        console.print("No requests yet. Ingest mail (`privacy-tracker ingest PATH`) or add one "
+                      "(`privacy-tracker request add`).")
+
+    if status["review"]:
+        review = Table(title="Mails to review", expand=False)
+        for column in ("#", "category", "date", "from", "subject", "why"):
+            review.add_column(column, overflow="fold")
+        for m in status["review"]:
+            style = "bold red" if m["category"] == "suspicious" else "yellow"
+            review.add_row(str(m["id"]), f"[{style}]{m['category']}[/]", (m["date"] or "-")[:10],
+                           f"{m['sender_name']} <{m['sender']}>", m["subject"], m["reason"])
+        console.print(review)
+
+    if status["errors"]:
+        console.print(f"[yellow]{len(status['errors'])} mail(s) could not be read completely:[/]")
+        for e in status["errors"]:
+            console.print(f"  {e['source']}: {e['error']}", markup=False, highlight=False)
+
+    if status["accounts"]:
+        accounts = Table(title="Mailboxes", expand=False)
+        for column in ("account", "last success", "last error", "mails seen"):
+            accounts.add_column(column, overflow="fold")
+        for a in status["accounts"]:
+            error = f"{(a['last_error_at'] or '')[:16]} {a['last_error']}" if a["last_error"] else "-"
+            accounts.add_row(a["name"], (a["last_success"] or "never")[:16], error, str(a["messages_seen"]))
+        console.print(accounts)
+
+    if status["alerts"]:
+        waiting = [a for a in status["alerts"] if not a["sent"]]
+        console.print(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet")
+        for a in waiting:
+            console.print(f"  [bold]{a['reason']}[/]: {a['title']}")
+    console.print(f"{status['messages_seen']} mail(s) seen.")
+
+
+def render_timeline(console: Console, summary: dict, events: list[dict]) -> None:
+    console.print(f"[bold]Request #{summary['id']}[/]: {summary['address']}, {summary['platform']}, "
+                  f"{KIND_LABELS.get(summary['kind'], summary['kind'])}")
+    console.print(f"State: {summary['state']}   received: {summary['submitted'] or '-'}   "
+                  f"deadline: {_deadline_cell(summary)}")
+    table = Table(expand=False)
+    for column in ("date", "event", "detail"):
+        table.add_column(column, overflow="fold")
+    for event in events:
+        table.add_row(event["date"], event["kind"], event["detail"])
+    console.print(table)

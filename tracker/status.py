@@ -1,0 +1,87 @@
+"""What `status` shows, as plain data (the JSON form); report.py renders it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlmodel import Session, select
+
+from tracker import lifecycle, store
+from tracker import vocabulary as v
+from tracker.models import Account, Alert, Message, Request
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def request_summary(session: Session, request: Request, today: date) -> dict:
+    timeline = store.timeline_of(session, request)
+    complaints = store.complaints_of(session, request.id)
+    flags = []
+    if timeline.overdue(today):
+        flags.append("overdue")
+    if timeline.extended:
+        flags.append("extended")
+    if timeline.state == lifecycle.REJECTED:
+        flags.append("complaint possible")
+    if timeline.state == lifecycle.INFO_REQUESTED:
+        flags.append("action needed")
+    complaint = None
+    if complaints:
+        latest = complaints[-1]
+        due = lifecycle.authority_deadline(latest.filed)
+        complaint = {"id": latest.id, "authority": latest.authority, "filed": _iso(latest.filed),
+                     "reference": latest.reference, "state": latest.state,
+                     "authority_deadline": _iso(due), "authority_overdue": today > due and latest.state == "filed"}
+        if complaint["authority_overdue"]:
+            flags.append("authority silent")
+    return {
+        "id": request.id,
+        "address": request.address,
+        "platform": request.platform,
+        "kind": request.kind,
+        "country": request.country,
+        "state": timeline.state,
+        "submitted": _iso(timeline.received),
+        "last_mail": _iso(store.utc(timeline.last_mail)),
+        "decided": _iso(timeline.decided),
+        "deadline": _iso(timeline.deadline),
+        "days_left": timeline.days_left(today),
+        "overdue": timeline.overdue(today),
+        "extended": timeline.extended,
+        "complaint": complaint,
+        "flags": flags,
+    }
+
+
+def _sort_key(entry: dict):
+    # Overdue first, then open requests by deadline, then the decided ones.
+    return (not entry["overdue"], entry["days_left"] is None, entry["days_left"] or 0, entry["id"])
+
+
+def build_status(session: Session, today: date) -> dict:
+    requests = sorted((request_summary(session, r, today) for r in store.all_requests(session)), key=_sort_key)
+    review = [{
+        "id": m.id, "category": m.category, "date": _iso(store.utc(m.mail_date)), "sender": m.sender,
+        "sender_name": m.sender_name, "subject": m.subject, "recipient": m.recipient, "reason": m.reason,
+    } for m in store.messages_for_review(session, v.REVIEW_CATEGORIES)]
+    errors = [{"id": m.id, "source": m.source_path or f"{m.folder}#{m.uid}", "error": m.error}
+              for m in session.exec(select(Message).where(Message.error != None))]  # noqa: E711
+    accounts = [{
+        "name": a.name, "last_success": _iso(store.utc(a.last_success_at)),
+        "last_error": a.last_error, "last_error_at": _iso(store.utc(a.last_error_at)),
+        "messages_seen": a.messages_seen,
+    } for a in session.exec(select(Account).order_by(Account.name))]
+    alerts = [{"id": a.id, "reason": a.reason, "title": a.title, "sent": _iso(store.utc(a.sent_at)),
+               "attempts": a.attempts, "last_error": a.last_error}
+              for a in session.exec(select(Alert).order_by(Alert.id))]
+    return {
+        "today": today.isoformat(),
+        "requests": requests,
+        "review": review,
+        "errors": errors,
+        "accounts": accounts,
+        "alerts": alerts,
+        "messages_seen": store.message_count(session),
+    }

@@ -1,0 +1,186 @@
+"""The SQLite database: engine, sessions, and the queries the rest of the tracker shares.
+
+The database file and its folder are created owner-only (0600 / 0700): they
+hold the person's addresses, mail subjects and evidence for a complaint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine, func, select
+
+from tracker import lifecycle
+from tracker.errors import NotFoundError, StoreError
+from tracker.models import Account, Complaint, Event, Message, Request
+
+log = logging.getLogger(__name__)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A stored naive-UTC datetime as an aware one."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def to_db_time(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///")
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def _create_private_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class Store:
+    """One database. ``session()`` gives a SQLModel session that commits on success."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.path = _sqlite_path(url)
+        try:
+            if self.path is not None:
+                _create_private_file(self.path)
+            self.engine = create_engine(url, connect_args={"timeout": 30})
+            sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+            SQLModel.metadata.create_all(self.engine)
+        except (OSError, SQLAlchemyError) as err:
+            raise StoreError(f"cannot open database {url}: {err}") from err
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the daemon write while `status` reads; SQLite gives the -wal and
+    # -shm files the same owner-only mode as the database.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+# ---- accounts ---------------------------------------------------------------
+
+def get_or_create_account(session: Session, name: str, host: str | None = None,
+                          username: str | None = None) -> Account:
+    account = session.exec(select(Account).where(Account.name == name)).first()
+    if account is None:
+        account = Account(name=name, host=host, username=username)
+        session.add(account)
+        session.flush()
+    return account
+
+
+# ---- requests ---------------------------------------------------------------
+
+def get_request(session: Session, request_id: int) -> Request:
+    request = session.get(Request, request_id)
+    if request is None:
+        raise NotFoundError(f"no request with id {request_id} (see `privacy-tracker status`)")
+    return request
+
+
+def find_request(session: Session, address: str, platform: str, kind: str) -> Request | None:
+    return session.exec(select(Request).where(
+        Request.address == address, Request.platform == platform, Request.kind == kind)).first()
+
+
+def events_of(session: Session, request_id: int) -> list[Event]:
+    return list(session.exec(select(Event).where(Event.request_id == request_id)))
+
+
+def timeline_of(session: Session, request: Request) -> lifecycle.Timeline:
+    facts = [lifecycle.EventFact(e.kind, utc(e.occurred_at), e.id or 0) for e in events_of(session, request.id)]
+    return lifecycle.derive(facts, request.submitted)
+
+
+def refresh_state(session: Session, request: Request) -> lifecycle.Timeline:
+    """Recompute the cached state from the events (call after adding one)."""
+    session.flush()
+    timeline = timeline_of(session, request)
+    request.state = timeline.state
+    session.add(request)
+    return timeline
+
+
+def add_event(session: Session, request: Request, kind: str, occurred_at: datetime,
+              message_id: int | None = None, detail: str = "") -> Event:
+    event = Event(request_id=request.id, message_id=message_id, kind=kind,
+                  occurred_at=to_db_time(occurred_at), detail=detail)
+    session.add(event)
+    return event
+
+
+def add_request(session: Session, address: str, platform: str, kind: str, country: str | None = None,
+                region: str | None = None, submitted: date | None = None, notes: str = "") -> Request:
+    address = address.strip().lower()
+    if find_request(session, address, platform, kind) is not None:
+        raise StoreError(f"a {platform} {kind} request for {address} exists already")
+    request = Request(address=address, platform=platform, kind=kind, country=country,
+                      region=region, submitted=submitted, notes=notes)
+    session.add(request)
+    session.flush()
+    if submitted is not None:
+        add_event(session, request, lifecycle.EVENT_SUBMITTED,
+                  datetime(submitted.year, submitted.month, submitted.day, tzinfo=timezone.utc))
+    refresh_state(session, request)
+    return request
+
+
+def all_requests(session: Session) -> list[Request]:
+    return list(session.exec(select(Request).order_by(Request.id)))
+
+
+def complaints_of(session: Session, request_id: int) -> list[Complaint]:
+    return list(session.exec(select(Complaint).where(Complaint.request_id == request_id)
+                             .order_by(Complaint.filed)))
+
+
+# ---- messages ---------------------------------------------------------------
+
+def message_count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Message)).one()
+
+
+def messages_for_review(session: Session, categories) -> list[Message]:
+    return list(session.exec(select(Message).where(Message.category.in_(categories),
+                                                   Message.reviewed == False)  # noqa: E712
+                             .order_by(Message.mail_date)))
+
+
+def messages_of_request(session: Session, request_id: int) -> list[Message]:
+    return list(session.exec(select(Message).where(Message.request_id == request_id)
+                             .order_by(Message.mail_date)))
