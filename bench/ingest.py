@@ -1,8 +1,9 @@
 """Benchmark: bare mail-parser parsing vs. classify vs. ingest, and memory in N.
 
-Generates N varied mails (about 20 KB of HTML each: newsletters, shop receipts,
-Meta's ordinary notifications, and Meta privacy mails in several languages and
-encodings), then in one run times
+Generates N varied mails (about 20 KB of HTML each, plain+HTML or HTML only,
+quoted-printable, base64 or 8bit: newsletters and digests, Meta's ordinary
+notifications, and Meta privacy mails in several languages, one mail in ten
+from Meta), then in one run times
 
   parse     mailparser.parse_from_bytes on every mail (the floor: nothing of ours)
   classify  the tracker's parse + normalise + authenticity + rules
@@ -32,6 +33,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 HTML_TARGET = 20_000
+# One mail in ten from Meta or claiming to be: far more than a real mailbox holds,
+# so that the rules' share of the work is not understated.
+META_SHARE = 0.10
 PEOPLE = ["anna@example.org", "ben@example.de", "chiara@example.it", "dirk@example.nl", "elena@example.es",
           "marie@example.fr", "piotr@example.pl"]
 META_MAILS = [  # (sender, subject, sentence) in the voices Meta uses
@@ -58,14 +62,15 @@ def _filler(rng: random.Random, size: int) -> str:
     rows = []
     while sum(map(len, rows)) < size:
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 40)))
-        rows.append(f'<tr><td style="padding:8px;font-family:Helvetica,Arial">{words}</td></tr>\n')
+        rows.append(f'<tr><td style="padding:8px;font-family:Helvetica,Arial">{words}&nbsp;&amp;\u200b'
+                    f'\u2019</td></tr>\n')
     return "".join(rows)
 
 
 def make_mail(index: int, rng: random.Random) -> bytes:
     date = datetime(2025, 5, 1, tzinfo=timezone.utc) + timedelta(minutes=index * 7)
     to = rng.choice(PEOPLE)
-    if rng.random() < 0.3:
+    if rng.random() < META_SHARE:
         sender, subject, sentence = rng.choice(META_MAILS)
         sentence = sentence.format(code=f"{rng.randint(0, 999999):06d}")
         domain = sender.split("@")[1]
@@ -134,9 +139,9 @@ def time_ingest(folder: Path, files: list[Path], workdir: Path) -> float:
 
     settings = settings_from_dict({"database": {"url": f"sqlite:///{workdir / 'bench.sqlite3'}"},
                                    "evidence": {"dir": str(workdir / "evidence")}})
-    db = Store(settings.database.resolved_url())
+    ingestor = Ingestor(Store(settings.database.resolved_url()), settings)
     start = time.perf_counter()
-    stats = Ingestor(db, settings).ingest(LocalSource(files))
+    stats = ingestor.ingest(LocalSource(files))
     elapsed = time.perf_counter() - start
     assert stats.new == len(files), stats
     return elapsed

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import click
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -13,11 +12,11 @@ from typer.testing import CliRunner
 from tracker.cli import app
 
 
-def _all_commands(group: click.Group, prefix=()):
+def _all_commands(group, prefix=()):
     for name, command in group.commands.items():
         path = (*prefix, name)
         yield path
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):  # a command group
             yield from _all_commands(command, path)
 
 

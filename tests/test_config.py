@@ -44,11 +44,11 @@ def test_invalid_toml_names_the_file(tmp_path):
 def test_plain_text_imap_only_on_loopback():
     with pytest.raises(ConfigError, match="loopback"):
         settings_from_dict({"accounts": [{"name": "a", "host": "imap.example.org", "username": "u",
-                                          "tls": "none"}]})
+                                          "password_env": "P", "tls": "none"}]})
 
 
 def test_duplicate_account_names_are_refused():
-    account = {"name": "a", "host": "h", "username": "u"}
+    account = {"name": "a", "host": "h", "username": "u", "password_env": "P"}
     with pytest.raises(ConfigError, match="duplicate account name 'a'"):
         settings_from_dict({"accounts": [account, account]})
 

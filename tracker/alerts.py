@@ -2,18 +2,40 @@
 
 An alert row is written in the same transaction as the event that causes it,
 keyed by (request or message, reason), so ingesting a mail twice can never
-queue it twice. Sending happens afterwards (see ``send_pending``); a sent alert
-is never sent again.
+queue it twice. Periodic checks (``check_due``) queue what time alone causes:
+an overdue request, a silent authority, a failing mailbox.
+
+Sending happens afterwards (``send_pending``), through apprise; this is the
+only module that imports it. Delivery is at least once, and at most twice:
+
+* a channel is recorded as having an alert, in its own transaction, only after
+  apprise reported success; a channel that has it is never sent it again;
+* if the process dies between apprise's success and that commit, the next run
+  sends the alert to that one channel once more. No outbox can avoid this
+  window without the receiver's help; it is one duplicate, never a loss;
+* a sender claims an alert (``claimed_until``) before delivering it, so two
+  processes (the daemon and a manual ``ingest``) never send it at the same time;
+* a failed delivery is retried with exponential backoff and jitter, up to
+  ``[alerts] max_attempts`` attempts; then it is given up and logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from datetime import datetime
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 
+import apprise
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from tracker.models import Alert, Message, Request
+from tracker import lifecycle, store
+from tracker.config import Settings
+from tracker.logs import redact
+from tracker.models import Account, Alert, Complaint, Message, Request
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +126,294 @@ def queue_code(session: Session, request: Request, message: Message) -> None:
 def pending(session: Session) -> list[Alert]:
     return list(session.exec(select(Alert).where(Alert.sent_at == None)  # noqa: E711
                              .order_by(Alert.created_at, Alert.id)))
+
+
+# ---- periodic checks: what time alone causes ---------------------------------
+
+# A mailbox is reported when it has not synced for this many polling intervals.
+MAILBOX_SILENT_INTERVALS = 3
+# Words IMAP servers and imaplib use when a login is refused.
+_LOGIN_FAILURE_WORDS = ("login", "authenticat", "credentials", "password")
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'' if n == 1 else 's'}"
+
+
+def _queue_overdue(session: Session, request: Request, timeline: lifecycle.Timeline, today: date) -> Alert | None:
+    # The deadline is part of the key: an extension recorded later moves the
+    # deadline, and the request is reported again if it passes that one too.
+    late = -timeline.days_left(today)
+    extension = ", extended by two months" if timeline.extended else ""
+    return queue(
+        session, f"request:{request.id}:{OVERDUE}:{timeline.deadline.isoformat()}", OVERDUE,
+        f"Meta has not decided on your {request.platform.capitalize()} request ({request.address})",
+        f"Meta received {describe_request(request)} on {timeline.received.isoformat()} and had to decide "
+        f"by {timeline.deadline.isoformat()} (GDPR Art. 12(3){extension}). On {today.isoformat()} it is "
+        f"{_days(late)} overdue.\n"
+        f"Next step: complain to the data protection authority about the missing answer:\n"
+        f"  privacy-tracker complaint draft {request.id}\n"
+        f"If Meta announced an extension the tracker did not recognise, record it:\n"
+        f"  privacy-tracker request extend {request.id} --date YYYY-MM-DD",
+        request_id=request.id)
+
+
+def _queue_authority_silent(session: Session, request: Request, complaint: Complaint, today: date) -> Alert | None:
+    from tracker.complaint import authority_name
+
+    due = lifecycle.authority_deadline(complaint.filed)
+    reference = f", reference {complaint.reference}" if complaint.reference else ""
+    return queue(
+        session, f"complaint:{complaint.id}:{AUTHORITY_SILENT}", AUTHORITY_SILENT,
+        f"The authority has not answered your complaint in three months ({request.address})",
+        f"On {complaint.filed.isoformat()} you complained to {authority_name(complaint.authority)} "
+        f"({complaint.authority}{reference}) about {describe_request(request)}. It had to handle the "
+        f"complaint or tell you how it stands by {due.isoformat()} (GDPR Art. 78(2)); on {today.isoformat()} "
+        f"that is {_days((today - due).days)} ago.\n"
+        f"Next step: ask the authority how the complaint stands, quoting your reference; if it stays silent, "
+        f"Art. 78(2) lets you take it to court. The request and its history:\n"
+        f"  privacy-tracker request show {request.id}",
+        request_id=request.id)
+
+
+def _is_login_failure(error: str | None) -> bool:
+    return bool(error) and any(word in error.lower() for word in _LOGIN_FAILURE_WORDS)
+
+
+def _queue_mailbox_failing(session: Session, account: Account, settings: Settings,
+                           now: datetime) -> Alert | None:
+    if account.consecutive_failures <= 0:
+        return None
+    silent_for = timedelta(minutes=settings.daemon.interval_minutes * MAILBOX_SILENT_INTERVALS)
+    last_success = store.utc(account.last_success_at)
+    stale = (account.consecutive_failures >= MAILBOX_SILENT_INTERVALS
+             or (last_success is not None and now - last_success >= silent_for))
+    login = _is_login_failure(account.last_error)
+    if not (stale or login):
+        return None
+    # One alert per outage: the key names the last success, so a mailbox that
+    # recovers and fails again is reported again.
+    since = last_success.strftime("%Y-%m-%d %H:%M") if last_success else "never"
+    problem = "cannot log in to" if login else "cannot sync"
+    where = f"{account.username}@{account.host}" if account.username else (account.host or account.name)
+    return queue(
+        session, f"account:{account.id}:{MAILBOX_FAILING}:{since}", MAILBOX_FAILING,
+        f"The tracker {problem} mailbox {account.name}",
+        f"Mailbox {account.name} ({where}) has not synced "
+        f"{'since ' + since + ' UTC' if last_success else 'successfully yet'}: "
+        f"{account.consecutive_failures} failed attempt(s) in a row, the last on "
+        f"{_day(account.last_error_at)}: {redact(account.last_error or 'unknown error')}.\n"
+        f"Mail from Meta that arrives there is not seen until this is fixed.\n"
+        f"Next step: check the server, user name and password settings of this account, then try:\n"
+        f"  privacy-tracker poll --once",
+        account_id=account.id)
+
+
+def check_due(session: Session, settings: Settings, today: date, now: datetime) -> list[Alert]:
+    """Queue the alerts that time alone causes. Returns the new ones (none twice, whenever called)."""
+    new = []
+    for request in store.all_requests(session):
+        timeline = store.timeline_of(session, request)
+        if timeline.overdue(today):
+            new.append(_queue_overdue(session, request, timeline, today))
+        complaints = store.complaints_of(session, request.id)
+        if complaints:
+            latest = complaints[-1]
+            if latest.state == "filed" and today > lifecycle.authority_deadline(latest.filed):
+                new.append(_queue_authority_silent(session, request, latest, today))
+    for account in session.exec(select(Account).where(Account.host != None)):  # noqa: E711 (IMAP only)
+        new.append(_queue_mailbox_failing(session, account, settings, now))
+    return [alert for alert in new if alert is not None]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_checks(db: store.Store, settings: Settings, now: datetime | None = None) -> list[Alert]:
+    """``check_due`` in its own transaction: after an ingest, on each daemon interval, before `status`."""
+    now = now or _utcnow()
+    try:
+        with db.session() as session:
+            return check_due(session, settings, now.date(), now)
+    except IntegrityError:
+        # Another process queued the same alerts between our check and our commit.
+        log.debug("periodic alerts were queued by another process")
+        return []
+
+
+# ---- sending ------------------------------------------------------------------
+
+RETRY_FIRST_DELAY = timedelta(minutes=1)
+RETRY_MAX_DELAY = timedelta(hours=6)
+RETRY_JITTER = 0.25       # up to 25% more, so alerts that failed together do not retry together
+CLAIM_LEASE = timedelta(minutes=10)  # longer than any apprise timeout
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One apprise URL. Its id (a hash) is what the database stores: URLs may hold passwords."""
+
+    url: str
+    private: bool = False
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(self.url.encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        """The URL with passwords and tokens masked, for logs and reports."""
+        plugin = apprise.Apprise.instantiate(self.url)
+        if plugin is None:
+            return f"(invalid apprise URL #{self.id[:6]})"
+        return plugin.url(privacy=True).split("?")[0]  # the query only repeats apprise's defaults
+
+
+def configured_channels(settings: Settings) -> list[Channel]:
+    """Every channel once; a URL listed in both lists counts as private."""
+    private = set(settings.alerts.private_urls)
+    urls = dict.fromkeys([*settings.alerts.urls, *settings.alerts.private_urls])
+    return [Channel(url, url in private) for url in urls]
+
+
+def channels_for(alert: Alert, settings: Settings) -> list[Channel]:
+    """Where an alert goes: codes only to private channels, and only when the person asked for them."""
+    channels = configured_channels(settings)
+    if alert.contains_code:
+        return [c for c in channels if c.private] if settings.alerts.send_codes else []
+    return channels
+
+
+def notify(channel: Channel, title: str, body: str) -> str | None:
+    """Send one notification. Returns None on success, else why it failed (without secrets)."""
+    notifier = apprise.Apprise()
+    if not notifier.add(channel.url):
+        return "not a valid apprise URL"
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+        delivered = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+    if delivered:
+        return None
+    reasons = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
+    return redact(reasons[-1] if reasons else "the channel did not accept the notification")[:300]
+
+
+@dataclass
+class SendReport:
+    sent: list[int] = field(default_factory=list)        # alert ids now delivered everywhere
+    retrying: list[int] = field(default_factory=list)    # failed somewhere; tried again later
+    gave_up: list[int] = field(default_factory=list)     # failed max_attempts times
+    errors: list[str] = field(default_factory=list)      # "alert #3, channel json://...: why"
+
+    @property
+    def ok(self) -> bool:
+        return not self.retrying and not self.gave_up
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1, 2, 4, 8... minutes after the 1st, 2nd, 3rd, 4th... failure, at most six hours, plus jitter."""
+    delay = min(RETRY_FIRST_DELAY * 2 ** max(attempts - 1, 0), RETRY_MAX_DELAY)
+    return delay * (1 + random.uniform(0, RETRY_JITTER))
+
+
+def _delivered(alert: Alert) -> set[str]:
+    return set(alert.delivered_channels.split())
+
+
+def _due_ids(session: Session, settings: Settings, now: datetime, force: bool) -> list[int]:
+    query = select(Alert.id).where(Alert.sent_at == None)  # noqa: E711
+    if not force:
+        query = query.where(Alert.attempts < settings.alerts.max_attempts,
+                            or_(Alert.next_attempt_at == None, Alert.next_attempt_at <= now))  # noqa: E711
+    return list(session.exec(query.order_by(Alert.created_at, Alert.id)))
+
+
+def _claim(db: store.Store, alert_id: int, now: datetime) -> Alert | None:
+    """Take the alert for ``CLAIM_LEASE``; None if another sender holds it or it was sent meanwhile."""
+    with db.session() as session:
+        taken = session.execute(update(Alert).where(
+            Alert.id == alert_id, Alert.sent_at == None,  # noqa: E711
+            or_(Alert.claimed_until == None, Alert.claimed_until <= now))  # noqa: E711
+            .values(claimed_until=now + CLAIM_LEASE))
+        if taken.rowcount != 1:
+            return None
+        return session.get(Alert, alert_id)
+
+
+def _record_delivery(db: store.Store, alert_id: int, channel: Channel) -> None:
+    with db.session() as session:
+        alert = session.get(Alert, alert_id)
+        alert.delivered_channels = " ".join(sorted(_delivered(alert) | {channel.id}))
+        session.add(alert)
+
+
+def _record_outcome(db: store.Store, alert_id: int, errors: list[str], settings: Settings,
+                    now: datetime, report: SendReport) -> None:
+    with db.session() as session:
+        alert = session.get(Alert, alert_id)
+        alert.claimed_until = None
+        if not errors:
+            alert.sent_at = now
+            alert.next_attempt_at = None
+            report.sent.append(alert_id)
+        else:
+            alert.attempts += 1
+            alert.last_error = "; ".join(errors)[:1000]
+            if alert.attempts >= settings.alerts.max_attempts:
+                alert.next_attempt_at = None
+                report.gave_up.append(alert_id)
+                log.error("alert #%d given up after %d attempts: %s (%s)", alert_id, alert.attempts,
+                          alert.title, alert.last_error)
+            else:
+                alert.next_attempt_at = now + retry_delay(alert.attempts)
+                report.retrying.append(alert_id)
+                log.warning("alert #%d not delivered (attempt %d of %d), next try at %s: %s", alert_id,
+                            alert.attempts, settings.alerts.max_attempts,
+                            alert.next_attempt_at.isoformat(timespec="seconds"), alert.last_error)
+        session.add(alert)
+
+
+def send_pending(db: store.Store, settings: Settings, now: datetime | None = None,
+                 force: bool = False) -> SendReport:
+    """Deliver every unsent alert that is due to every channel that does not have it yet.
+
+    ``force`` (``privacy-tracker alerts send``) also sends alerts that wait for
+    their next retry or were given up: the person asked for it now.
+    """
+    report = SendReport()
+    if not configured_channels(settings):
+        return report
+    now = store.to_db_time(now or _utcnow())
+    with db.session() as session:
+        due = _due_ids(session, settings, now, force)
+    for alert_id in due:
+        alert = _claim(db, alert_id, now)
+        if alert is None:
+            continue
+        channels = channels_for(alert, settings)
+        if not channels:  # a code alert while codes are switched off: it stays unsent
+            with db.session() as session:
+                session.execute(update(Alert).where(Alert.id == alert_id).values(claimed_until=None))
+            continue
+        errors = []
+        for channel in channels:
+            if channel.id in _delivered(alert):
+                continue
+            error = notify(channel, alert.title, alert.body)
+            if error is None:
+                _record_delivery(db, alert_id, channel)
+                log.info("alert #%d sent to %s: %s", alert_id, channel.name, alert.title)
+            else:
+                errors.append(f"{channel.name}: {error}")
+                report.errors.append(f"alert #{alert_id}, {channel.name}: {error}")
+        _record_outcome(db, alert_id, errors, settings, now, report)
+    return report
+
+
+def send_test(settings: Settings) -> list[tuple[str, str | None]]:
+    """A test notification to every configured channel: (channel name, error or None) each."""
+    title = "privacy-tracker: test alert"
+    body = ("This is a test from privacy-tracker. If you can read it, alerts about your requests to Meta "
+            "(refusals, missed deadlines, mails to review) reach you here.\n"
+            "  privacy-tracker status")
+    return [(channel.name, notify(channel, title, body)) for channel in configured_channels(settings)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 from tracker.config import AuthenticitySettings
@@ -41,7 +42,7 @@ BRAND_DISPLAY_NAME = "brand-display-name"
 NOT_META = "not-meta"
 
 # Brand words long and distinctive enough to count anywhere inside a domain
-# label or a display name ("myfacebookhelp.net", "FacebookPrivacy").
+# label ("myfacebookhelp.net", "faceb00k-mail.com").
 _LONG_BRANDS = ("facebook", "instagram")
 # Short brand words count only as a whole word: "meta-privacy.com" and
 # "fb-security.net" yes, "metallica.com" and "fbi.gov" no.
@@ -179,7 +180,13 @@ def lookalike_of(domain: str, meta_domains: Iterable[str]) -> str | None:
     Meta domain (``facebookmail.corn``, ``facebookmai1.com``), or a brand word
     inside it (``instagram-support.net``, ``meta-privacy.com``, ``faceb00k-mail.com``).
     """
-    meta_domains = tuple(meta_domains)
+    return _lookalike(domain, tuple(meta_domains))
+
+
+@lru_cache(maxsize=4096)
+def _lookalike(domain: str, meta_domains: tuple[str, ...]) -> str | None:
+    # A mailbox has few distinct sender domains, and the edit distance is the
+    # costliest test run on every ordinary mail: remember the answers.
     for candidate in _unmasked(domain):
         imitated = _imitated_domain(candidate, meta_domains) or _brand_in_domain(candidate)
         if imitated:
@@ -300,5 +307,5 @@ def check_authenticity(mail: ParsedMail, settings: AuthenticitySettings) -> Auth
             why = f"no Authentication-Results header from the trusted server {settings.trusted_authserv_id}"
         else:
             why = "no Authentication-Results header"
-        return _meta(None, UNVERIFIED, f"Sender {domain} is Meta's but not verified: {why}.")
+        return _meta(None, UNVERIFIED, f"{domain} is a Meta domain, but the mail has {why} to prove it.")
     return _verdict_from_results(header, domain, meta_domains)

@@ -46,8 +46,13 @@ app = typer.Typer(cls=TrackerGroup, help="Track GDPR objections and data request
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 request_app = typer.Typer(help="Requests: add one by hand, show its timeline, add notes.", no_args_is_help=True)
 rules_app = typer.Typer(help="Pattern rules: see which rule matches a mail and why.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts: test the channels, send what waits.", no_args_is_help=True)
+complaint_app = typer.Typer(help="Complaints to a data protection authority: draft one, record its filing.",
+                            no_args_is_help=True)
 app.add_typer(request_app, name="request")
 app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(complaint_app, name="complaint")
 
 
 class State:
@@ -80,6 +85,12 @@ def configure_logging(verbose: int, as_json: bool = False) -> None:
     configure(verbose, as_json)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -87,11 +98,9 @@ def main_options(
                       "Default: $PRIVACY_TRACKER_CONFIG, else the user config folder.")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
     log_json: Annotated[bool, typer.Option("--log-json", help="Log as JSON lines on stderr.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          is_eager=True, callback=_print_version)] = False,
 ) -> None:
-    if version:
-        console.print(__version__)
-        raise typer.Exit()
     configure_logging(verbose, log_json)
     ctx.obj = State(config)
 
@@ -154,10 +163,10 @@ def _ingest_paths(state: State, paths: list[Path]):
 
 
 def _deliver_alerts(state: State) -> None:
-    """Send what the outbox holds, when channels are configured."""
-    if not state.settings.alerts.urls:
-        return
-    from tracker.alerts import send_pending
+    """Queue what time alone causes (overdue, silent authority), then send what the outbox holds."""
+    from tracker.alerts import run_checks, send_pending
+
+    run_checks(state.db, state.settings)
     send_pending(state.db, state.settings)
 
 
@@ -178,8 +187,10 @@ def _today() -> date:
 
 
 def _print_status(state: State, as_json: bool) -> None:
+    from tracker.alerts import run_checks
     from tracker.status import build_status
 
+    run_checks(state.db, state.settings)  # so that an overdue request shows its alert; sending is the daemon's
     with state.db.session() as session:
         data = build_status(session, _today())
     if as_json:
@@ -325,6 +336,198 @@ def rules_test(
         if item.error or mail.error:
             console.print(f"error: {item.error or mail.error}", markup=False)
         console.print(explain(mail, rules, settings.authenticity).to_text(), markup=False, highlight=False)
+
+
+# ---- deadlines, alerts, complaints -------------------------------------------
+
+@request_app.command("extend")
+def request_extend(
+    ctx: typer.Context,
+    request_id: Annotated[int, typer.Argument(help="Request number.")],
+    announced: Annotated[Optional[str], typer.Option("--date", help="When Meta announced the extension "
+                                                      "(YYYY-MM-DD). Default: today.")] = None,
+) -> None:
+    """Record that Meta extended its deadline by two months (GDPR Art. 12(3))."""
+    from tracker.lifecycle import EVENT_EXTENDED
+
+    day = _parse_day(announced, "--date") or _today()
+    with _state(ctx).db.session() as session:
+        request = store.get_request(session, request_id)
+        store.add_event(session, request, EVENT_EXTENDED, datetime(day.year, day.month, day.day, tzinfo=timezone.utc),
+                        detail="extension announced by Meta (recorded by hand)")
+        timeline = store.refresh_state(session, request)
+    if timeline.extended:
+        console.print(f"Request #{request_id}: extension recorded; the decision is now due on {timeline.deadline}.")
+    elif timeline.deadline is not None:
+        console.print(f"Request #{request_id}: extension recorded, but it was announced after the first month "
+                      f"(Art. 12(3) requires it within one month): the deadline stays {timeline.deadline}.")
+    else:
+        console.print(f"Request #{request_id}: extension recorded; no receipt date is known, so no deadline yet.")
+
+
+@alerts_app.command("test")
+def alerts_test(ctx: typer.Context) -> None:
+    """Send a test alert to every channel in [alerts] urls and private_urls; one line per channel."""
+    from tracker.alerts import send_test
+
+    results = send_test(_state(ctx).settings)
+    if not results:
+        err_console.print("No alert channels configured: add apprise URLs to [alerts] urls in the config.",
+                          markup=False)
+        raise typer.Exit(1)
+    for channel, error in results:
+        typer.echo(f"ok      {channel}" if error is None else f"FAILED  {channel}: {error}")
+    if any(error is not None for _, error in results):
+        raise typer.Exit(1)
+
+
+@alerts_app.command("send")
+def alerts_send(ctx: typer.Context) -> None:
+    """Send every unsent alert now, including those waiting for a retry."""
+    from tracker.alerts import configured_channels, run_checks, send_pending
+
+    state = _state(ctx)
+    if not configured_channels(state.settings):
+        err_console.print("No alert channels configured: add apprise URLs to [alerts] urls in the config.",
+                          markup=False)
+        raise typer.Exit(1)
+    run_checks(state.db, state.settings)
+    result = send_pending(state.db, state.settings, force=True)
+    console.print(f"{len(result.sent)} sent, {len(result.retrying)} failed (retried later), "
+                  f"{len(result.gave_up)} given up.")
+    for error in result.errors:
+        typer.echo(f"  {error}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@complaint_app.command("authorities")
+def complaint_authorities(
+    country: Annotated[Optional[str], typer.Option(help="Only this country (ISO code, e.g. DE).")] = None,
+) -> None:
+    """The data protection authorities the tracker knows, with their codes."""
+    from rich.table import Table
+
+    from tracker.complaint import load_authorities
+
+    table = Table(expand=False)
+    for column in ("code", "name", "email", "complaint form"):
+        table.add_column(column, overflow="fold")
+    for authority in load_authorities().values():
+        if country is None or authority.country_code == country.upper():
+            table.add_row(authority.code, authority.name, authority.email or "-", authority.complaint_url or "-")
+    console.print(table)
+
+
+@complaint_app.command("draft")
+def complaint_draft(
+    ctx: typer.Context,
+    request_id: Annotated[int, typer.Argument(help="Request number (see `status`).")],
+    authority: Annotated[Optional[str], typer.Option(help="Authority code (see `complaint authorities`). "
+                                                      "Default: the one where you live.")] = None,
+    lang: Annotated[Optional[str], typer.Option(help="Letter language: en or de. Default: de for German-speaking "
+                                                     "authorities, else en.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write. Default: ./complaint-ID-CODE")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Your name for the letter (nothing is filled in "
+                                                     "without it).")] = None,
+    country: Annotated[Optional[str], typer.Option(help="Your country, if the request has none (ISO code).")] = None,
+    region: Annotated[Optional[str], typer.Option(help="Your German Land (e.g. BY), if the request has none.")] = None,
+) -> None:
+    """Write a complaint folder: letter, .eml draft, how-to note, and the evidence with its SHA-256."""
+    from tracker.complaint import draft_complaint
+
+    if lang is not None and lang not in ("en", "de"):
+        raise typer.BadParameter("must be en or de", param_hint="--lang")
+    state = _state(ctx)
+    with state.db.session() as session:
+        draft = draft_complaint(session, state.settings, request_id, authority_code=authority, language=lang,
+                                out=out, name=name, country=country, region=region, today=_today())
+    competence = draft.competence
+    if authority is None and competence.authority is None:
+        console.print(f"[yellow]{competence.explanation}[/] Drafted to {draft.authority.code} instead, "
+                      f"Meta's lead authority.", highlight=False)
+    console.print(f"Complaint to {draft.authority.name} ({draft.authority.code}), in "
+                  f"{'German' if draft.language == 'de' else 'English'}: {draft.folder}", highlight=False)
+    for path in draft.files:
+        console.print(f"  {path.relative_to(draft.folder)}", markup=False, highlight=False)
+    for warning in draft.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print("Read NOTE.txt for how to file it.")
+
+
+@complaint_app.command("filed")
+def complaint_filed(
+    ctx: typer.Context,
+    request_id: Annotated[int, typer.Argument(help="Request number.")],
+    authority: Annotated[str, typer.Option(help="Authority code, e.g. IE or DE-BY.")],
+    filed: Annotated[str, typer.Option("--date", help="Date you filed it (YYYY-MM-DD).")],
+    reference: Annotated[str, typer.Option(help="The authority's reference, if it gave one.")] = "",
+) -> None:
+    """Record a complaint you filed; the authority's three-month clock (Art. 78(2)) starts."""
+    from tracker.complaint import record_filing
+    from tracker.lifecycle import authority_deadline
+
+    day = _parse_day(filed, "--date")
+    with _state(ctx).db.session() as session:
+        complaint = record_filing(session, request_id, authority, day, reference)
+    console.print(f"Complaint for request #{request_id} recorded: {complaint.authority}, filed {day}"
+                  f"{', reference ' + reference if reference else ''}. The authority has to answer by "
+                  f"{authority_deadline(day)} (Art. 78(2)).", highlight=False)
+
+
+# ---- IMAP: poll and daemon ----------------------------------------------------
+
+def _poll_progress():
+    """A progress bar for large syncs, only when a person watches stderr."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from tracker.daemon import PollProgress
+    return PollProgress()
+
+
+def _run_daemon(state: State) -> None:
+    from tracker.daemon import run_daemon
+
+    with _poll_progress() as progress:
+        run_daemon(state.db, state.settings, after_poll=lambda: _deliver_alerts(state), progress=progress)
+
+
+@app.command()
+def poll(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Poll every account once and exit (for cron). "
+                                       "Without it, poll on the schedule like `daemon`.")] = False,
+) -> None:
+    """Read new mail from the configured IMAP accounts (read-only: nothing on the server changes)."""
+    from tracker.errors import ConfigError
+
+    state = _state(ctx)
+    if not state.settings.accounts:
+        raise ConfigError("no IMAP accounts configured: add an [[accounts]] section (see config.example.toml)")
+    if not once:
+        _run_daemon(state)
+        return
+    from tracker.daemon import poll_once
+
+    with _poll_progress() as progress:
+        results = poll_once(state.db, state.settings, progress=progress)
+    _deliver_alerts(state)
+    for result in results:
+        # soft_wrap: one line per account however narrow the terminal, so logs and grep see it whole.
+        if result.error:
+            err_console.print(f"error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+    if any(result.error for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def daemon(ctx: typer.Context) -> None:
+    """Poll the IMAP accounts every few minutes (and at once with IDLE, where enabled) until stopped."""
+    _run_daemon(_state(ctx))
 
 
 # ---- entry point ------------------------------------------------------------

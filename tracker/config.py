@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tracker.errors import ConfigError
 
@@ -78,13 +79,23 @@ class AccountSettings(_Frozen):
     tls: Literal["implicit", "starttls", "none"] = "implicit"
     ca_file: Path | None = None
     folders: tuple[str, ...] | None = None  # None: INBOX and the server's \Junk folder
-    since: str | None = None    # YYYY-MM-DD: mail before this date is ignored
+    since: date | None = None   # YYYY-MM-DD: mail before this date is ignored
     idle: bool = False
     timeout_seconds: float = 60.0
 
     @property
     def effective_port(self) -> int:
         return self.port or (993 if self.tls == "implicit" else 143)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "AccountSettings":
+        given = [key for key in ("password_env", "password_command", "oauth2_token_command")
+                 if getattr(self, key)]
+        if len(given) != 1:
+            found = f"found {', '.join(given)}" if given else "none is set"
+            raise ValueError(f"set exactly one of password_env, password_command, oauth2_token_command "
+                             f"({found})")
+        return self
 
 
 class DaemonSettings(_Frozen):

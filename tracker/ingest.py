@@ -12,18 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from tracker import alerts, store
 from tracker import vocabulary as v
 from tracker.config import Settings
-from tracker.models import Account, Message
+from tracker.models import Account, Message, utcnow
 from tracker.parse import ParsedMail, parse_mail
 from tracker.rules.engine import Classification, RuleSet, classify, load_rules
 from tracker.sources.base import MailItem, MailSource
@@ -36,6 +37,21 @@ DUPLICATE = "duplicate"
 
 LOCAL_ACCOUNT = "local"
 
+COMMIT_EVERY = 200
+COMMIT_SECONDS = 1.0
+
+# Built once: SQLAlchemy caches its compiled form, and plain parameters skip ORM coercion.
+_INSERT_MESSAGE = sqlite_insert(Message.__table__).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What ``Ingestor.record`` wrote."""
+
+    id: int
+    category: str
+    error: str | None
+
 
 @dataclass
 class IngestStats:
@@ -44,7 +60,7 @@ class IngestStats:
     errors: int = 0
     categories: Counter = field(default_factory=Counter)
 
-    def add(self, outcome: str, message: Message | None) -> None:
+    def add(self, outcome: str, message: Recorded | None) -> None:
         if outcome == DUPLICATE:
             self.duplicates += 1
             return
@@ -63,7 +79,7 @@ def classify_raw(raw: bytes, rules: RuleSet, settings: Settings) -> tuple[Parsed
     except Exception as err:  # a rule bug must not stop the run; keep the mail for review
         log.exception("classification failed")
         error = f"classification failed: {type(err).__name__}: {err}"
-        return (ParsedMail(**{**mail.__dict__, "error": "; ".join(filter(None, [mail.error, error]))}),
+        return (replace(mail, error="; ".join(filter(None, [mail.error, error]))),
                 Classification(category=v.UNRELATED, platform=None, kind=None, otp=None, reference=None,
                                rule=None, authenticated=None, authenticity="unknown", reason=error))
 
@@ -95,41 +111,42 @@ class Ingestor:
             Message.account_id == account.id, Message.folder == item.folder,
             Message.uidvalidity == item.uidvalidity, Message.uid == item.uid)).first() is not None
 
-    def record(self, session: Session, account: Account, item: MailItem) -> tuple[str, Message | None]:
-        """Write one mail into ``session`` (no commit). Returns (NEW or DUPLICATE, message)."""
+    def record(self, session: Session, account: Account, item: MailItem) -> tuple[str, Recorded | None]:
+        """Write one mail into ``session`` (no commit). Returns (NEW or DUPLICATE, what was recorded)."""
         if self.is_known(session, account, item):
             return DUPLICATE, None
         sha256 = hashlib.sha256(item.raw).hexdigest()
         mail, result = classify_raw(item.raw, self.rules, self.settings)
-        dedupe_id = mail.message_id or ""
-        if session.exec(select(Message.id).where(Message.dedupe_id == dedupe_id,
-                                                 Message.sha256 == sha256)).first() is not None:
-            return DUPLICATE, None
-
         error = "; ".join(filter(None, [item.error, mail.error])) or None
-        message = Message(
+        raw_path = None
+        if self.settings.evidence.keep_raw and result.category != v.UNRELATED and item.raw:
+            raw_path = str(write_evidence(item.raw, sha256, self.evidence_dir))
+        row = dict(
             account_id=account.id, folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
-            source_path=item.path, dedupe_id=dedupe_id, sha256=sha256, size=len(item.raw),
+            source_path=item.path, dedupe_id=mail.message_id or "", sha256=sha256, size=len(item.raw),
             subject=mail.subject[:500], sender=mail.sender_address, sender_name=mail.sender_name[:200],
             recipient=mail.recipient, mail_date=store.to_db_time(mail.date or item.internal_date),
             category=result.category, platform=result.platform, kind=result.kind, rule=result.rule,
             authenticated=result.authenticated, authenticity=result.authenticity, reason=result.reason,
-            reference=result.reference, otp=result.otp, error=error,
+            reference=result.reference, otp=result.otp, error=error, raw_path=raw_path,
+            reviewed=False, seen_at=utcnow(),
         )
-        if self.settings.evidence.keep_raw and result.category != v.UNRELATED and item.raw:
-            message.raw_path = str(write_evidence(item.raw, sha256, self.evidence_dir))
-        session.add(message)
-        session.flush()
-        account.messages_seen += 1
-        session.add(account)
+        # One statement both checks and inserts: a mail seen before (same Message-ID and
+        # bytes, or same folder/UID) inserts nothing, even when another process races us.
+        # A Core insert, not an ORM object, because most mail in a mailbox is unrelated
+        # and this is the hot path of a first sync.
+        inserted = session.execute(_INSERT_MESSAGE, row)
+        if inserted.rowcount == 0:
+            return DUPLICATE, None
+        recorded = Recorded(inserted.inserted_primary_key[0], result.category, error)
 
         log.info("%s: %s (rule %s, %s)%s", item.label, result.category, result.rule,
                  result.authenticity, f" code {mask_code(result.otp)}" if result.otp else "")
         if result.category in v.REQUEST_CATEGORIES:
-            self._apply_to_request(session, message, mail)
+            self._apply_to_request(session, session.get(Message, recorded.id), mail)
         elif result.category in v.REVIEW_CATEGORIES:
-            alerts.queue_for_review_mail(session, message)
-        return NEW, message
+            alerts.queue_for_review_mail(session, session.get(Message, recorded.id))
+        return NEW, recorded
 
     def _apply_to_request(self, session: Session, message: Message, mail: ParsedMail) -> None:
         if not message.recipient:
@@ -151,16 +168,26 @@ class Ingestor:
             alerts.queue_code(session, request, message)
 
     def ingest(self, source: MailSource, account_name: str = LOCAL_ACCOUNT) -> IngestStats:
-        """Record every mail of ``source``, committing each one on its own."""
+        """Record every mail of ``source``.
+
+        Commits in batches (every ``COMMIT_EVERY`` mails or ``COMMIT_SECONDS``): a
+        local file can always be read again, so a crash loses no mail, only the
+        work on the last batch, and re-ingesting skips what was committed.
+        """
         stats = IngestStats()
-        for item in source.messages():
-            with self.db.session() as session:
-                account = store.get_or_create_account(session, account_name)
-                try:
-                    with session.begin_nested():
-                        outcome, message = self.record(session, account, item)
-                except IntegrityError:
-                    # Another process recorded the same mail between our check and our insert.
-                    outcome, message = DUPLICATE, None
-                stats.add(outcome, message)
+        with Session(self.db.engine, expire_on_commit=False) as session:
+            account = store.get_or_create_account(session, account_name)
+            session.commit()
+            pending, last_commit = 0, time.monotonic()
+            try:
+                for item in source.messages():
+                    stats.add(*self.record(session, account, item))
+                    pending += 1
+                    if pending >= COMMIT_EVERY or time.monotonic() - last_commit > COMMIT_SECONDS:
+                        session.commit()
+                        pending, last_commit = 0, time.monotonic()
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         return stats

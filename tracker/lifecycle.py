@@ -85,7 +85,13 @@ class Timeline:
 
 
 def add_months(start: date, months: int) -> date:
-    """Same date ``months`` later, or that month's last day (Regulation 1182/71, Art. 3(2)(c))."""
+    """Same date ``months`` later, or that month's last day (Regulation 1182/71, Art. 3(2)(c)).
+
+    The rule of Art. 3(4) that moves a period ending on a Saturday, Sunday or
+    public holiday to the next working day is not applied: public holidays
+    differ by country. A deadline may therefore show up to a long weekend
+    earlier than the last day the law allows.
+    """
     month_index = start.month - 1 + months
     year, month = start.year + month_index // 12, month_index % 12 + 1
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
@@ -98,13 +104,13 @@ def ordered(events: list[EventFact]) -> list[EventFact]:
 def derive(events: list[EventFact], submitted: date | None = None) -> Timeline:
     """Replay a request's events in date order; the result does not depend on arrival order."""
     state = SUBMITTED
-    extended = False
     last_mail = None
     decided = None
     receipt_dates = []
+    extension_dates = []
     for event in ordered(events):
         if event.kind == EVENT_EXTENDED:
-            extended = True
+            extension_dates.append(event.occurred_at.date())
             if state in (SUBMITTED, CODE_SENT):
                 state = ACKNOWLEDGED
         elif event.kind in _STATE_AFTER:
@@ -118,7 +124,14 @@ def derive(events: list[EventFact], submitted: date | None = None) -> Timeline:
     received = submitted or (min(receipt_dates) if receipt_dates else None)
     deadline = None
     if received is not None:
-        deadline = add_months(received, DECISION_MONTHS + (EXTENSION_MONTHS if extended else 0))
+        deadline = add_months(received, DECISION_MONTHS)
+        # Art. 12(3): Meta must announce the extension within the first month;
+        # one announced later does not move the deadline.
+        extended = any(day <= deadline for day in extension_dates)
+        if extended:
+            deadline = add_months(received, DECISION_MONTHS + EXTENSION_MONTHS)
+    else:
+        extended = bool(extension_dates)
     return Timeline(state=state, received=received, deadline=deadline, extended=extended,
                     last_mail=last_mail, decided=decided)
 

@@ -56,3 +56,5 @@ def configure(verbose: int = 0, as_json: bool = False) -> None:
     # Third-party libraries stay quiet unless debugging.
     for name in ("imapclient", "apprise", "apscheduler", "sqlalchemy", "mailparser", "mail-parser"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    # SQLAlchemy logs result rows at debug level, and rows hold one-time codes: statements only.
+    logging.getLogger("sqlalchemy").setLevel(logging.INFO if verbose >= 3 else logging.WARNING)

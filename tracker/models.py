@@ -1,13 +1,15 @@
 """Database tables (SQLModel). Engine and sessions live in store.py.
 
 Times are stored as naive UTC datetimes (SQLite has no time zone type);
-``store.utc`` turns them back into aware ones.
+``store.utc`` turns them back into aware ones. The columns are typed
+``NaiveDatetime`` because newer SQLModel releases otherwise insist on aware values.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+from pydantic import NaiveDatetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -23,11 +25,10 @@ class Account(SQLModel, table=True):
     name: str = Field(index=True, unique=True)   # "local" for files ingested by path
     host: str | None = None
     username: str | None = None
-    last_success_at: datetime | None = None
-    last_error_at: datetime | None = None
+    last_success_at: NaiveDatetime | None = None
+    last_error_at: NaiveDatetime | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
-    messages_seen: int = 0
 
 
 class Checkpoint(SQLModel, table=True):
@@ -41,7 +42,7 @@ class Checkpoint(SQLModel, table=True):
     uidvalidity: int
     last_uid: int = 0
     highestmodseq: int | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class FolderLock(SQLModel, table=True):
@@ -50,7 +51,7 @@ class FolderLock(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)        # "account/folder"
     holder: str                          # host:pid:token
-    expires_at: datetime
+    expires_at: NaiveDatetime
 
 
 class Message(SQLModel, table=True):
@@ -74,7 +75,7 @@ class Message(SQLModel, table=True):
     sender: str = ""
     sender_name: str = ""
     recipient: str | None = None
-    mail_date: datetime | None = Field(default=None, index=True)
+    mail_date: NaiveDatetime | None = Field(default=None, index=True)
     category: str = Field(index=True)
     platform: str | None = None
     kind: str | None = None
@@ -88,7 +89,7 @@ class Message(SQLModel, table=True):
     raw_path: str | None = None          # evidence .eml, mode 0600
     request_id: int | None = Field(default=None, foreign_key="request.id", index=True)
     reviewed: bool = False
-    seen_at: datetime = Field(default_factory=utcnow)
+    seen_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Request(SQLModel, table=True):
@@ -105,7 +106,7 @@ class Request(SQLModel, table=True):
     submitted: date | None = None        # given by the person; else the first mail decides
     notes: str = ""
     state: str = "submitted"             # cache of lifecycle.derive(events); recomputed on every change
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Event(SQLModel, table=True):
@@ -117,9 +118,9 @@ class Event(SQLModel, table=True):
     request_id: int = Field(foreign_key="request.id", index=True)
     message_id: int | None = Field(default=None, foreign_key="message.id")
     kind: str                            # a category, or submitted / extended / note / complaint_filed
-    occurred_at: datetime                # the mail's date, or the date the person gave
+    occurred_at: NaiveDatetime           # the mail's date, or the date the person gave
     detail: str = ""
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Alert(SQLModel, table=True):
@@ -134,11 +135,13 @@ class Alert(SQLModel, table=True):
     title: str
     body: str
     contains_code: bool = False          # only sent to private channels, and only when enabled
-    created_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    sent_at: NaiveDatetime | None = None
     attempts: int = 0
-    next_attempt_at: datetime | None = None
+    next_attempt_at: NaiveDatetime | None = None
     last_error: str | None = None
+    delivered_channels: str = ""         # ids of the channels that have it, space-separated (alerts.Channel.id)
+    claimed_until: NaiveDatetime | None = None  # a sender is delivering it; others keep off until then
 
 
 class Complaint(SQLModel, table=True):
@@ -150,4 +153,4 @@ class Complaint(SQLModel, table=True):
     filed: date
     reference: str = ""
     state: str = "filed"                 # filed | answered | closed
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)

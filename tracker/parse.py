@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 
 import mailparser
@@ -24,7 +25,11 @@ _DELIVERY_HEADERS = ("Delivered-To", "X-Original-To")
 
 @dataclass(frozen=True)
 class ParsedMail:
-    """What the rules and the store need from one mail."""
+    """What the rules and the store need from one mail.
+
+    The body is turned into text only when something asks for it: most mail in
+    a mailbox is not from Meta, and the rules never read its body.
+    """
 
     subject: str = ""
     sender_name: str = ""
@@ -32,11 +37,23 @@ class ParsedMail:
     recipients: tuple[str, ...] = ()  # lower case: Delivered-To, X-Original-To, To, Cc, without repeats
     date: datetime | None = None      # timezone-aware, UTC
     message_id: str | None = None     # without angle brackets
-    text: str = ""                    # readable body: plain part, else HTML made text
     auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
     error: str | None = None          # why the mail could not be read completely
-    normalised_subject: str = field(default="", repr=False)
-    normalised_text: str = field(default="", repr=False)
+    body_plain: str = field(default="", repr=False)
+    body_html: str = field(default="", repr=False)
+
+    @cached_property
+    def text(self) -> str:
+        """Readable body: the plain part, else the HTML part made text."""
+        return self.body_plain.strip() or html_to_text(self.body_html)
+
+    @cached_property
+    def normalised_text(self) -> str:
+        return normalise(self.text)
+
+    @cached_property
+    def normalised_subject(self) -> str:
+        return normalise(self.subject)
 
     @property
     def recipient(self) -> str | None:
@@ -114,10 +131,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
         recipients += _addresses(email.utils.getaddresses(_header_values(message, header)))
 
     try:
-        plain = "\n".join(parsed.text_plain).strip()
-        body = plain or html_to_text("\n".join(parsed.text_html))
+        plain, markup = "\n".join(parsed.text_plain), "\n".join(parsed.text_html)
     except Exception as err:
-        body, _ = "", errors.append(f"unreadable body: {err}")
+        plain, markup, _ = "", "", errors.append(f"unreadable body: {err}")
 
     for defect in parsed.defects or ():
         for kinds in defect.values():
@@ -133,9 +149,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         recipients=tuple(dict.fromkeys(recipients)),
         date=_parse_date(message),
         message_id=message_id,
-        text=body,
         auth_results=tuple(_header_values(message, "Authentication-Results")),
         error="; ".join(dict.fromkeys(errors)) or None,
-        normalised_subject=normalise(subject),
-        normalised_text=normalise(body),
+        body_plain=plain,
+        body_html=markup,
     )

@@ -15,6 +15,8 @@ STATE_STYLES = {
 
 def _deadline_cell(entry: dict) -> str:
     if entry["days_left"] is None:
+        if entry["decided"]:
+            return f"decided {entry['decided']}"
         return entry["deadline"] or "-"
     if entry["overdue"]:
         return f"{entry['deadline']} [bold red]({-entry['days_left']} days overdue)[/]"

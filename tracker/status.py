@@ -68,11 +68,13 @@ def build_status(session: Session, today: date) -> dict:
     } for m in store.messages_for_review(session, v.REVIEW_CATEGORIES)]
     errors = [{"id": m.id, "source": m.source_path or f"{m.folder}#{m.uid}", "error": m.error}
               for m in session.exec(select(Message).where(Message.error != None))]  # noqa: E711
+    seen_by_account = store.message_counts_by_account(session)
     accounts = [{
         "name": a.name, "last_success": _iso(store.utc(a.last_success_at)),
         "last_error": a.last_error, "last_error_at": _iso(store.utc(a.last_error_at)),
-        "messages_seen": a.messages_seen,
-    } for a in session.exec(select(Account).order_by(Account.name))]
+        "messages_seen": seen_by_account.get(a.id, 0),
+    } for a in session.exec(select(Account).where(Account.host != None)  # noqa: E711  (IMAP accounts)
+                            .order_by(Account.name))]
     alerts = [{"id": a.id, "reason": a.reason, "title": a.title, "sent": _iso(store.utc(a.sent_at)),
                "attempts": a.attempts, "last_error": a.last_error}
               for a in session.exec(select(Alert).order_by(Alert.id))]

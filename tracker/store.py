@@ -61,7 +61,8 @@ class Store:
         try:
             if self.path is not None:
                 _create_private_file(self.path)
-            self.engine = create_engine(url, connect_args={"timeout": 30})
+            # hide_parameters: SQL logging (-vvv) and errors must not show one-time codes or addresses.
+            self.engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
             SQLModel.metadata.create_all(self.engine)
         except (OSError, SQLAlchemyError) as err:
@@ -173,6 +174,11 @@ def complaints_of(session: Session, request_id: int) -> list[Complaint]:
 
 def message_count(session: Session) -> int:
     return session.exec(select(func.count()).select_from(Message)).one()
+
+
+def message_counts_by_account(session: Session) -> dict[int, int]:
+    rows = session.exec(select(Message.account_id, func.count()).group_by(Message.account_id))
+    return {account_id: count for account_id, count in rows}
 
 
 def messages_for_review(session: Session, categories) -> list[Message]:

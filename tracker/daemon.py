@@ -1,0 +1,191 @@
+"""Running the poller: once (cron), or as a daemon on a schedule with optional IMAP IDLE.
+
+Wiring only; what a poll does is in tracker/sync.py. The only module that
+imports APScheduler.
+
+* Each account has its own interval job (``[daemon] interval_minutes``, with
+  ``jitter_seconds`` of random delay so several trackers do not poll a server
+  in step). ``max_instances=1`` and ``coalesce`` keep one poll per account
+  running, and turn polls missed while the machine slept into one.
+* A poll that failed on a connection problem is retried sooner, with
+  exponential backoff and jitter, but never later than the next interval. A
+  refused login is not retried early: hammering a server with a wrong
+  password gets accounts locked.
+* An account with ``idle = true`` also gets a thread that keeps an IDLE
+  connection open on its first folder and polls as soon as the server
+  announces mail; a dropped IDLE connection is opened again with backoff.
+* SIGTERM and SIGINT set a stop flag. The poller checks it between messages, so
+  the message being recorded is committed, and the process exits with status 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tracker import store
+from tracker.config import AccountSettings, Settings
+from tracker.errors import ConfigError, SourceError
+from tracker.sources.imap import INBOX, ImapConnection
+from tracker.sync import AccountPoll, Poller, ProgressCallback, backoff_seconds
+
+log = logging.getLogger(__name__)
+
+# A folder gets a progress bar only when this many mails are to be fetched from it:
+# a first sync, or a long time offline. Small polls stay quiet.
+PROGRESS_MIN_MESSAGES = 20
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT set ``stop`` instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handle(signum, _frame) -> None:
+        log.warning("%s received: finishing the current message, then stopping",
+                    signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class PollProgress:
+    """A rich progress bar per folder with many mails to fetch, on stderr."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self._tasks: dict[tuple[str, str], int] = {}
+
+    def __enter__(self) -> PollProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._progress.stop()
+
+    def __call__(self, account: str, folder: str, done: int, total: int) -> None:
+        if total < PROGRESS_MIN_MESSAGES:
+            return
+        key = (account, folder)
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(f"{account}/{folder}", total=total)
+        self._progress.update(self._tasks[key], completed=done, total=total)
+
+
+def poll_once(db: store.Store, settings: Settings, progress: ProgressCallback | None = None) -> list[AccountPoll]:
+    """Poll every account once (``poll --once``). SIGTERM ends it after the current message."""
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        return Poller(db, settings, stop=stop, progress=progress).poll_all()
+
+
+class Daemon:
+    """The scheduler, the IDLE threads and the stop flag of one ``privacy-tracker daemon``."""
+
+    def __init__(self, db: store.Store, settings: Settings, *, after_poll: Callable[[], None] = lambda: None,
+                 progress: ProgressCallback | None = None, stop: threading.Event | None = None):
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.after_poll = after_poll
+        self.poller = Poller(db, settings, stop=self.stop, progress=progress)
+        self.interval = timedelta(minutes=settings.daemon.interval_minutes)
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc,
+                                             executors={"default": ThreadPoolExecutor(max(4, len(settings.accounts)))})
+        self._failures: dict[str, int] = {}
+        self._idle_threads: list[threading.Thread] = []
+
+    def run(self) -> None:
+        """Poll until ``stop`` is set (by a signal, or by the caller), then return."""
+        if not self.settings.accounts:
+            raise ConfigError("no IMAP accounts configured: add an [[accounts]] section "
+                              "(see config.example.toml)")
+        now = datetime.now(timezone.utc)
+        for account in self.settings.accounts:
+            self.scheduler.add_job(
+                self._poll, IntervalTrigger(seconds=self.interval.total_seconds(),
+                                            jitter=self.settings.daemon.jitter_seconds or None),
+                args=[account], id=f"poll:{account.name}", name=f"poll {account.name}",
+                next_run_time=now, max_instances=1, coalesce=True,
+                misfire_grace_time=int(self.interval.total_seconds()))
+        for account in self.settings.accounts:
+            if account.idle:
+                thread = threading.Thread(target=self._watch, args=[account], name=f"idle-{account.name}",
+                                          daemon=True)
+                self._idle_threads.append(thread)
+        log.info("daemon started: %d account(s), every %s min%s", len(self.settings.accounts),
+                 f"{self.settings.daemon.interval_minutes:g}",
+                 f", IDLE on {len(self._idle_threads)}" if self._idle_threads else "")
+        self.scheduler.start()
+        for thread in self._idle_threads:
+            thread.start()
+        while not self.stop.wait(1.0):
+            pass
+        # Running polls see the flag and stop after the message they are recording.
+        self.scheduler.shutdown(wait=True)
+        for thread in self._idle_threads:
+            thread.join()
+        log.info("daemon stopped")
+
+    def _poll(self, account: AccountSettings) -> None:
+        result = self.poller.poll_account(account)
+        if result.error is None:
+            self._failures.pop(account.name, None)
+            log.info("%s", result.summary())
+        else:
+            log.error("%s", result.error)
+            failures = self._failures[account.name] = self._failures.get(account.name, 0) + 1
+            if result.transient and not self.stop.is_set():
+                delay = backoff_seconds(failures, cap=self.interval.total_seconds())
+                log.info("%s: retrying in %.0f s", account.name, delay)
+                self.scheduler.add_job(self._poll, "date", args=[account], id=f"retry:{account.name}",
+                                       run_date=datetime.now(timezone.utc) + timedelta(seconds=delay),
+                                       replace_existing=True)
+        try:
+            self.after_poll()
+        except Exception:  # sending alerts must not stop the polling
+            log.exception("after-poll step failed")
+
+    def _watch(self, account: AccountSettings) -> None:
+        """IDLE on the account's first folder; poll whenever it announces mail."""
+        folder = (account.folders or (INBOX,))[0]
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                with ImapConnection(account) as connection:
+                    failures = 0
+                    log.info("%s: waiting for new mail in %s (IDLE)", account.name, folder)
+                    connection.watch(folder, self.stop, lambda: self._poll(account))
+            except Exception as err:
+                failures += 1
+                delay = backoff_seconds(failures, base=5.0, cap=self.interval.total_seconds())
+                if isinstance(err, (SourceError, ConfigError)):
+                    log.warning("%s (IDLE); connecting again in %.0f s", err, delay)
+                else:
+                    log.exception("%s: IDLE watcher failed; starting again in %.0f s", account.name, delay)
+                self.stop.wait(delay)
+
+
+def run_daemon(db: store.Store, settings: Settings, *, after_poll: Callable[[], None] = lambda: None,
+               progress: ProgressCallback | None = None) -> None:
+    """``privacy-tracker daemon``: runs until SIGTERM or SIGINT, then returns normally."""
+    daemon = Daemon(db, settings, after_poll=after_poll, progress=progress)
+    with stop_on_signals(daemon.stop):
+        daemon.run()

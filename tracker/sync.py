@@ -1,0 +1,449 @@
+"""Polling IMAP folders: incremental, read-only, each mail recorded exactly once.
+
+One folder is polled like this (``Poller.sync_folder``):
+
+1. STATUS gives the folder's UIDVALIDITY and UIDNEXT without opening it. If
+   both agree with the checkpoint, nothing is new and the poll of that folder
+   is over after one round trip, however large the folder is. (Asking
+   ``UID SEARCH UID n:*`` instead would not do: when n is past the last UID the
+   server still returns the last message, since ``n:*`` means "from n to the
+   highest UID" in either order.)
+2. Something is new: take the folder's lease in the database, so no other
+   process polls this folder at the same time, and EXAMINE it (read-only).
+3. SEARCH on the server for mail whose From mentions Meta (see
+   ``sender_search_terms``), after the checkpoint's UID and not before the
+   account's ``since`` date. On the first sync that narrows a mailbox of
+   tens of thousands of mails to the few that concern Meta.
+4. FETCH the matches in small batches with BODY.PEEK[]. Each message, its
+   events, its alerts and the checkpoint advance to its UID are committed in
+   one transaction, so the checkpoint never passes a message that is not in
+   the database. A crash anywhere leaves the checkpoint at the last committed
+   message and the next poll starts right after it.
+5. When every match is recorded, the checkpoint moves to UIDNEXT - 1: the
+   mails in between were searched and do not concern Meta.
+
+Later polls narrow the same way as the first one: only new mail whose From
+mentions Meta is downloaded. The person's other mail never leaves the server,
+which saves bandwidth and keeps private mail out of the tracker's database,
+and a mail is treated the same whether it came before or after the first sync.
+
+A changed UIDVALIDITY means the folder's UIDs now name other messages (the
+folder was deleted and created again, or the server rebuilt its index): that
+folder is synced again from the start, and the mails recorded before are
+recognised by Message-ID and content (sha256) and not recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Iterator
+
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from tracker import alerts, store
+from tracker.config import AccountSettings, Settings
+from tracker.errors import ConfigError, MailboxConnectionError, SourceError, TrackerError
+from tracker.ingest import DUPLICATE, NEW, Ingestor
+from tracker.models import Account, Checkpoint, FolderLock, utcnow
+from tracker.sources.base import MailItem
+from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, Traffic
+
+log = logging.getLogger(__name__)
+
+# Words searched for in the From header (display name and address), case-insensitive
+# substrings as IMAP SEARCH FROM defines them. "facebook", "instagram" and "meta"
+# cover Meta's own domains (facebookmail.com, mail.instagram.com, metamail.com...)
+# and also the impersonations the classifier must see: lookalike domains
+# ("facebook-support.net", "meta-privacy.com") and brand display names on any
+# domain ("Meta Support" <x@example.com>). "meta" also finds "metadata" and
+# "Metallica": a few harmless extra downloads the classifier calls unrelated.
+BRAND_SEARCH_WORDS = ("facebook", "instagram", "meta")
+# The digit-for-letter spellings phishers use most; the server cannot undo them
+# the way tracker.authenticity does, so the common ones are searched for as written.
+LOOKALIKE_SEARCH_WORDS = ("faceb00k", "faceb0ok", "lnstagram", "1nstagram", "rneta")
+# A bare "fb" would match random letters in bounce addresses; these two forms
+# find fb.com, business.fb.com and "fb-security.net" but not "...3fb1a@...".
+SHORT_BRAND_SEARCH_WORDS = ("fb.", "fb-")
+
+# A folder lease lasts this long; every committed message renews it, so only a
+# poller that died leaves it behind, and a dead one on this host is noticed at once.
+LEASE_SECONDS = 300
+
+ProgressCallback = Callable[[str, str, int, int], None]   # (account, folder, done, total)
+
+
+def sender_search_terms(meta_domains: tuple[str, ...]) -> list[str]:
+    """The words a From header is searched for: brand words, lookalikes, configured domains.
+
+    The configured Meta domains are included even when a brand word already
+    covers them, for servers whose search matches whole words rather than
+    substrings (a domain is then found by its exact name).
+    """
+    terms = [*BRAND_SEARCH_WORDS, *LOOKALIKE_SEARCH_WORDS, *SHORT_BRAND_SEARCH_WORDS, *meta_domains]
+    return list(dict.fromkeys(term.lower() for term in terms))
+
+
+def search_criteria(meta_domains: tuple[str, ...], after_uid: int, since: date | None) -> list:
+    """UID SEARCH criteria: new UIDs, not before ``since``, From mentioning Meta.
+
+    IMAP's OR takes two keys, so n terms become ``OR FROM a OR FROM b FROM c``.
+    """
+    criteria: list = ["UID", f"{after_uid + 1}:*"]
+    if since is not None:
+        criteria += ["SINCE", since]
+    terms = sender_search_terms(meta_domains)
+    for term in terms[:-1]:
+        criteria += ["OR", "FROM", term]
+    criteria += ["FROM", terms[-1]]
+    return criteria
+
+
+# ---- results ----------------------------------------------------------------
+
+@dataclass
+class FolderPoll:
+    folder: str
+    matched: int = 0              # new mails the server search found
+    new: int = 0
+    duplicates: int = 0
+    resynced: bool = False        # UIDVALIDITY changed: the folder was read again from the start
+    skipped: str | None = None    # why the folder was left alone this time
+    interrupted: bool = False     # stopped (SIGTERM) before every match was recorded
+
+
+@dataclass
+class AccountPoll:
+    account: str
+    folders: list[FolderPoll] = field(default_factory=list)
+    traffic: Traffic = field(default_factory=Traffic)
+    error: str | None = None
+    transient: bool = False       # the error may go away by itself (connection lost, timeout)
+
+    @property
+    def new(self) -> int:
+        return sum(f.new for f in self.folders)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.folders)
+
+    def summary(self) -> str:
+        """One line for the person: what the poll found, or why it failed."""
+        if self.error:
+            return self.error
+        parts = []
+        for f in self.folders:
+            note = f" ({f.skipped})" if f.skipped else " (stopped early)" if f.interrupted else \
+                " (UIDVALIDITY changed, read again)" if f.resynced else ""
+            parts.append(f"{f.folder} {f.new}{note}")
+        known = f", {self.duplicates} already known" if self.duplicates else ""
+        return (f"{self.account}: {self.new} new mail(s){known} [{', '.join(parts)}]; "
+                f"{self.traffic.messages_fetched} fetched, {_kilobytes(self.traffic.bytes_received)} received")
+
+
+def _kilobytes(count: int) -> str:
+    return f"{count / 1024:.1f} KB"
+
+
+# ---- locks ------------------------------------------------------------------
+
+class FolderLeaseLost(TrackerError):
+    """Another poller took over a folder whose lease had expired."""
+
+
+_local_locks: dict[str, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+@contextmanager
+def local_folder_lock(key: str) -> Iterator[None]:
+    """One poll of a folder at a time within this process (scheduler thread and IDLE thread).
+
+    Waits rather than skips: mail announced by IDLE during a scheduled poll
+    must still be picked up by the poll that follows.
+    """
+    with _local_locks_guard:
+        lock = _local_locks.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+class FolderLease:
+    """A lease on one folder, in the database, so two processes never poll it at once.
+
+    The holder is ``host:pid:token``. A lease is free when it has expired, or
+    when its holder was a process on this host that no longer exists (killed
+    in the middle of a sync): a restarted poller need not wait for the expiry.
+    """
+
+    def __init__(self, db: store.Store, key: str):
+        self.db = db
+        self.key = key
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def acquire(self) -> bool:
+        now = utcnow()
+        with self.db.session() as session:
+            # One statement, so two processes cannot both see the lease free.
+            statement = sqlite_insert(FolderLock).values(key=self.key, holder=self.holder,
+                                                         expires_at=self._expiry(now))
+            statement = statement.on_conflict_do_update(
+                index_elements=["key"], set_={"holder": self.holder, "expires_at": self._expiry(now)},
+                where=(FolderLock.expires_at < now) | (FolderLock.holder == self.holder))
+            session.exec(statement)
+            holder = session.exec(select(FolderLock.holder).where(FolderLock.key == self.key)).one()
+            if holder == self.holder:
+                return True
+            if not _holder_is_dead(holder):
+                return False
+            taken = session.exec(update(FolderLock).where(FolderLock.key == self.key,
+                                                          FolderLock.holder == holder)
+                                 .values(holder=self.holder, expires_at=self._expiry(now)))
+            if taken.rowcount == 1:
+                log.info("%s: took over the lease of %s, which is no longer running", self.key, holder)
+            return taken.rowcount == 1
+
+    def renew(self, session: Session) -> None:
+        """Extend the lease inside the caller's transaction; fail it if the lease was lost."""
+        renewed = session.exec(update(FolderLock).where(FolderLock.key == self.key,
+                                                        FolderLock.holder == self.holder)
+                               .values(expires_at=self._expiry(utcnow())))
+        if renewed.rowcount != 1:
+            raise FolderLeaseLost(f"{self.key}: another poller took over this folder")
+
+    def release(self) -> None:
+        with self.db.session() as session:
+            session.exec(delete(FolderLock).where(FolderLock.key == self.key, FolderLock.holder == self.holder))
+
+    @staticmethod
+    def _expiry(now: datetime) -> datetime:
+        return now + timedelta(seconds=LEASE_SECONDS)
+
+
+def _holder_is_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: only the expiry can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+# ---- backoff ----------------------------------------------------------------
+
+def backoff_seconds(failures: int, base: float = 30.0, cap: float = 600.0) -> float:
+    """Exponential backoff with jitter: about 30 s, 60 s, 2 min... up to ``cap``.
+
+    Half the delay is fixed and half random, so accounts on the same server
+    that failed together do not retry in step.
+    """
+    delay = min(cap, base * 2 ** max(0, failures - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+# ---- the poller ---------------------------------------------------------------
+
+class Poller:
+    """Polls the configured IMAP accounts into the database.
+
+    ``stop`` is checked between messages: when it is set (SIGTERM), the message
+    being recorded is committed and the poll ends there. ``connect`` makes the
+    connection for an account; tests pass a wrapper that counts or breaks things.
+    """
+
+    def __init__(self, db: store.Store, settings: Settings, *, ingestor: Ingestor | None = None,
+                 stop: threading.Event | None = None, progress: ProgressCallback | None = None,
+                 connect: Callable[[AccountSettings], ImapConnection] = ImapConnection):
+        self.db = db
+        self.settings = settings
+        self.ingestor = ingestor or Ingestor(db, settings)
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.connect = connect
+
+    def poll_all(self) -> list[AccountPoll]:
+        """Poll every account once; one account's failure does not stop the others."""
+        results = []
+        for account in self.settings.accounts:
+            if self.stop.is_set():
+                break
+            results.append(self.poll_account(account))
+        return results
+
+    def poll_account(self, account: AccountSettings) -> AccountPoll:
+        """Poll every folder of one account, then record how it went in the Account row."""
+        account_id = self._account_id(account)
+        connection = self.connect(account)
+        result = AccountPoll(account.name, traffic=connection.traffic)
+        try:
+            with connection:
+                for folder in account.folders or connection.default_folders():
+                    if self.stop.is_set():
+                        break
+                    result.folders.append(self.sync_folder(connection, account, account_id, folder))
+        except (SourceError, ConfigError) as err:
+            result.error = str(err)
+            result.transient = isinstance(err, MailboxConnectionError)
+            log.debug("%s: poll failed", account.name, exc_info=True)
+        self._record_health(account_id, result.error)
+        return result
+
+    def sync_folder(self, connection: ImapConnection, account: AccountSettings, account_id: int,
+                    folder: str) -> FolderPoll:
+        status = connection.folder_status(folder)
+        checkpoint = self._checkpoint(account_id, folder)
+        if (checkpoint is not None and checkpoint.uidvalidity == status.uidvalidity
+                and status.uidnext <= checkpoint.last_uid + 1):
+            return FolderPoll(folder)  # nothing new: one STATUS, no lock, no fetch
+        key = f"{account.name}/{folder}"
+        with local_folder_lock(key):
+            lease = FolderLease(self.db, key)
+            if not lease.acquire():
+                log.info("%s: another poller is reading this folder; left to it", key)
+                return FolderPoll(folder, skipped="another poller is reading it")
+            try:
+                return self._sync_leased(connection, account, account_id, folder, lease)
+            except FolderLeaseLost as err:
+                log.warning("%s", err)
+                return FolderPoll(folder, skipped="another poller took over")
+            finally:
+                lease.release()
+
+    def _sync_leased(self, connection: ImapConnection, account: AccountSettings, account_id: int,
+                     folder: str, lease: FolderLease) -> FolderPoll:
+        status = connection.examine(folder)
+        result = FolderPoll(folder)
+        checkpoint = self._checkpoint(account_id, folder)  # again: it may have moved while we waited
+        if checkpoint is None or checkpoint.uidvalidity != status.uidvalidity:
+            if checkpoint is not None:
+                result.resynced = True
+                log.info("%s/%s: UIDVALIDITY changed from %s to %s; reading the folder again",
+                         account.name, folder, checkpoint.uidvalidity, status.uidvalidity)
+            self._start_checkpoint(account_id, folder, status, lease)
+            after_uid = 0
+        else:
+            after_uid = checkpoint.last_uid
+        if status.uidnext > after_uid + 1:
+            criteria = search_criteria(self.settings.authenticity.meta_domains, after_uid, account.since)
+            # "n:*" also returns the last message when n is past it: keep only UIDs after the checkpoint.
+            uids = [uid for uid in connection.search(criteria) if uid > after_uid]
+            result.matched = len(uids)
+            if not self._record_all(connection, account, account_id, folder, status, uids, lease, result):
+                result.interrupted = True
+                return result
+        self._finish_checkpoint(account_id, folder, status, lease)
+        return result
+
+    def _record_all(self, connection: ImapConnection, account: AccountSettings, account_id: int, folder: str,
+                    status: FolderStatus, uids: list[int], lease: FolderLease, result: FolderPoll) -> bool:
+        """Fetch and record the matches. False when stopped before the last one."""
+        done = 0
+        self._report(account.name, folder, done, len(uids))
+        for batch in connection.fetch_in_batches(uids):
+            for mail in batch:
+                if self.stop.is_set():
+                    return False
+                outcome = self._record_one(account_id, account.name, folder, status, mail, lease)
+                if outcome == NEW:
+                    result.new += 1
+                else:
+                    result.duplicates += 1
+                done += 1
+                self._report(account.name, folder, done, len(uids))
+        return True
+
+    def _record_one(self, account_id: int, account_name: str, folder: str, status: FolderStatus,
+                    mail: FetchedMail, lease: FolderLease) -> str:
+        """The message, its events and alerts, and the checkpoint advance: one transaction."""
+        item = MailItem(raw=mail.raw, label=f"{account_name}/{folder}#{mail.uid}", folder=folder,
+                        uidvalidity=status.uidvalidity, uid=mail.uid, internal_date=mail.internal_date)
+        with self.db.session() as session:
+            lease.renew(session)
+            account = session.get(Account, account_id)
+            try:
+                with session.begin_nested():
+                    outcome, _message = self.ingestor.record(session, account, item)
+            except IntegrityError:
+                outcome = DUPLICATE  # the same mail, committed by another account's poller just now
+            checkpoint = self._checkpoint_row(session, account_id, folder)
+            checkpoint.last_uid = max(checkpoint.last_uid, mail.uid)
+            checkpoint.updated_at = utcnow()
+            session.add(checkpoint)
+        return outcome
+
+    def _report(self, account: str, folder: str, done: int, total: int) -> None:
+        if self.progress is not None and total:
+            self.progress(account, folder, done, total)
+
+    # ---- database bookkeeping -------------------------------------------------
+
+    def _account_id(self, account: AccountSettings) -> int:
+        with self.db.session() as session:
+            row = store.get_or_create_account(session, account.name, account.host, account.username)
+            if (row.host, row.username) != (account.host, account.username):
+                row.host, row.username = account.host, account.username
+                session.add(row)
+            return row.id
+
+    def _checkpoint(self, account_id: int, folder: str) -> Checkpoint | None:
+        with self.db.session() as session:
+            return session.exec(select(Checkpoint).where(Checkpoint.account_id == account_id,
+                                                         Checkpoint.folder == folder)).first()
+
+    @staticmethod
+    def _checkpoint_row(session: Session, account_id: int, folder: str) -> Checkpoint:
+        return session.exec(select(Checkpoint).where(Checkpoint.account_id == account_id,
+                                                     Checkpoint.folder == folder)).one()
+
+    def _start_checkpoint(self, account_id: int, folder: str, status: FolderStatus, lease: FolderLease) -> None:
+        """A first sync, or a new UIDVALIDITY: the folder is read from UID 1."""
+        with self.db.session() as session:
+            lease.renew(session)
+            checkpoint = session.exec(select(Checkpoint).where(Checkpoint.account_id == account_id,
+                                                               Checkpoint.folder == folder)).first()
+            if checkpoint is None:
+                checkpoint = Checkpoint(account_id=account_id, folder=folder, uidvalidity=status.uidvalidity)
+            checkpoint.uidvalidity, checkpoint.last_uid = status.uidvalidity, 0
+            checkpoint.highestmodseq, checkpoint.updated_at = None, utcnow()
+            session.add(checkpoint)
+
+    def _finish_checkpoint(self, account_id: int, folder: str, status: FolderStatus, lease: FolderLease) -> None:
+        """Every match below UIDNEXT is recorded: the rest of those UIDs need no second look."""
+        with self.db.session() as session:
+            lease.renew(session)
+            checkpoint = self._checkpoint_row(session, account_id, folder)
+            checkpoint.last_uid = max(checkpoint.last_uid, status.uidnext - 1)
+            checkpoint.highestmodseq = status.highestmodseq
+            checkpoint.updated_at = utcnow()
+            session.add(checkpoint)
+
+    def _record_health(self, account_id: int, error: str | None) -> None:
+        with self.db.session() as session:
+            account = session.get(Account, account_id)
+            now = utcnow()
+            if error is None:
+                account.last_success_at = now
+                account.consecutive_failures = 0
+            else:
+                account.last_error, account.last_error_at = error, now
+                account.consecutive_failures += 1
+            session.add(account)
+        # A mailbox that keeps failing is itself worth an alert (alerts.check_due decides).
+        alerts.run_checks(self.db, self.settings)
