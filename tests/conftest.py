@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -65,8 +66,8 @@ def in_ci() -> bool:
 IMAP_USERS = {"alice": "alice-imap-secret", "bob": "bob-imap-secret"}
 
 
-@pytest.fixture
-def dovecot():
+@contextlib.contextmanager
+def running_dovecot(**options):
     """A running Dovecot on 127.0.0.1 with users alice and bob, its own CA and Maildirs.
 
     Without Dovecot the IMAP tests are skipped on a developer's machine but
@@ -79,12 +80,18 @@ def dovecot():
         if in_ci():
             pytest.fail(f"Dovecot is needed in CI: {why}")
         pytest.skip(why)
-    server = DovecotServer(IMAP_USERS)
+    server = DovecotServer(IMAP_USERS, **options)
     try:
         server.start()
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def dovecot():
+    with running_dovecot() as server:
+        yield server
 
 
 def imap_account_toml(server, user: str = "alice", **overrides) -> str:

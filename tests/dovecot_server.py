@@ -60,7 +60,8 @@ def _wait_for_port(port: int, timeout: float) -> bool:
 class DovecotServer:
     """One Dovecot instance. ``start()`` / ``stop()`` may be called repeatedly (the ports stay)."""
 
-    def __init__(self, users: dict[str, str], root: Path | None = None):
+    def __init__(self, users: dict[str, str], root: Path | None = None,
+                 oauth2_introspection_url: str | None = None):
         import trustme  # test-only dependency; imported here so the module loads without it
 
         # Not under pytest's tmp_path: that is private to root (0700), and the
@@ -87,10 +88,13 @@ class DovecotServer:
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         cert.private_key_pem.write_to_path(str(self.root / "server.key"))
         cert.cert_chain_pems[0].write_to_path(str(self.root / "server.crt"))
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.log_file = self.root / "dovecot.log"
         self.config_file = self.root / "dovecot.conf"
         self._write_passwd()
         self._write_config()
+        for user in self.users:
+            self.maildir(user)  # an empty mailbox, owned by the mail user, for every user
 
     # ---- configuration ------------------------------------------------------
 
@@ -117,8 +121,8 @@ ssl_cert = <{root}/server.crt
 ssl_key = <{root}/server.key
 # Plain LOGIN without TLS only matters for the tls = "none" (loopback) case.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
-passdb {{
+auth_mechanisms = plain login{" xoauth2" if self.oauth2_introspection_url else ""}
+{self._oauth2_passdb()}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
@@ -157,6 +161,16 @@ service imap-login {{
   }}
 }}
 """)
+
+    def _oauth2_passdb(self) -> str:
+        """XOAUTH2 logins: Dovecot asks the test's token introspection endpoint."""
+        if not self.oauth2_introspection_url:
+            return ""
+        settings = self.root / "oauth2.conf.ext"
+        settings.write_text(f"introspection_mode = post\n"
+                            f"introspection_url = {self.oauth2_introspection_url}\n"
+                            f"username_attribute = username\nactive_attribute = active\nactive_value = true\n")
+        return f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n  args = {settings}\n}}\n"
 
     # ---- process ------------------------------------------------------------
 

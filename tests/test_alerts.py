@@ -24,10 +24,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import select
 
-from mails import ACKNOWLEDGEMENT, REFUSAL, meta_mail
+from mails import REFUSAL, meta_mail
 from tracker import alerts, store
 from tracker.config import load_settings
-from tracker.models import Account, Alert
+from tracker.models import Alert
 
 REFUSAL_DATE = datetime(2025, 6, 20, 9, 0, tzinfo=timezone.utc)
 OTP_BODY = "Your objection to AI at Meta: enter this code: 482913. It expires in one hour."

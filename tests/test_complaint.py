@@ -239,3 +239,17 @@ def test_authorities_toml_is_compiled_from_the_shared_directory():
     for authority in load_authorities().values():
         for value in (authority.website, authority.complaint_url, authority.email, authority.address):
             assert value == "" or value in cells, (authority.code, value)
+
+
+def test_mails_whose_original_was_not_kept_are_listed_but_not_invented(cli, config_file, tmp_path):
+    config_file.write_text(config_file.read_text().replace("[evidence]\n", "[evidence]\nkeep_raw = false\n"))
+    (tmp_path / "refusal.eml").write_bytes(meta_mail(REFUSAL, subject="Update on your objection"))
+    cli("ingest", tmp_path / "refusal.eml")
+    result = cli("complaint", "draft", "1", "--out", tmp_path / "draft", "--lang", "en")
+    assert "was not kept" in result.stdout
+    evidence = tmp_path / "draft" / "evidence"
+    assert sorted(p.name for p in evidence.iterdir()) == ["SHA256SUMS", "timeline.txt"]
+    letter = " ".join((tmp_path / "draft" / "letter.txt").read_text().split())
+    assert "not kept: the original of this mail was not stored" in letter
+    assert "Meta refused it" in letter
+    assert "The mail is attached as evidence" not in letter

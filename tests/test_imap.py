@@ -7,19 +7,24 @@ saved through Dovecot when a test needs the server to notice them at once.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from conftest import IMAP_USERS, imap_account_toml
+from conftest import IMAP_USERS, imap_account_toml, running_dovecot
 from mails import ACKNOWLEDGEMENT, REFUSAL, meta_mail
 from tracker.config import load_settings
 from tracker.models import Account
@@ -75,6 +80,12 @@ def poller(config: Path, **kwargs) -> Poller:
 def run_cli(config: Path, *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tracker", "--config", str(config), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def wait_for_messages(config: Path, process: subprocess.Popen, at_least: int) -> None:
+    """Until the poller in ``process`` has committed ``at_least`` mails (or has ended)."""
+    while process.poll() is None and rows(config, "SELECT count(*) FROM message")[0][0] < at_least:
+        time.sleep(0.01)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -153,6 +164,43 @@ def test_starttls_and_plain_loopback_connections_work(dovecot, config_file, monk
     assert (result.error, result.new) == (None, 1)
 
 
+def test_xoauth2_login_uses_the_token_that_oauth2_token_command_prints(config_file):
+    tokens_seen = []
+
+    class TokenIntrospection(http.server.BaseHTTPRequestHandler):
+        """The identity provider's RFC 7662 endpoint, which Dovecot asks about each token."""
+
+        def do_POST(self):
+            form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            token = form.get("token", [""])[0]
+            tokens_seen.append(token)
+            answer = {"active": "true", "username": "alice"} if token == "token-for-alice" else {"active": "false"}
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    provider = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenIntrospection)
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{provider.server_address[1]}/introspect"
+    try:
+        with running_dovecot(oauth2_introspection_url=url) as server:
+            server.deliver("alice", refusal(1))
+            config_file.write_text(config_file.read_text() + imap_account_toml(
+                server, password_env=None, oauth2_token_command="printf token-for-alice"))
+            result = poller(config_file).poll_all()[0]
+    finally:
+        provider.shutdown()
+
+    assert (result.error, result.new) == (None, 1)
+    assert tokens_seen == ["token-for-alice"]
+
+
 # ---- faults -----------------------------------------------------------------
 
 class StopsServerMidFetch(ImapConnection):
@@ -196,10 +244,15 @@ def test_killed_poller_restarted_records_every_mail_and_alert_exactly_once(dovec
     seed = random.randrange(1_000_000)
     kill_at = sorted(random.Random(seed).sample(range(20, 980), 3))
 
+    # SIGTERM first: the mail being recorded is committed, then the poller exits 0.
+    polite = run_cli(imap_config, "poll", "--once")
+    wait_for_messages(imap_config, polite, at_least=10)
+    polite.send_signal(signal.SIGTERM)
+    out, err = polite.communicate(timeout=60)
+    assert polite.returncode == 0 and "INBOX" in out and "stopped early" in out, (out, err)
     for target in kill_at:
         process = run_cli(imap_config, "poll", "--once")
-        while process.poll() is None and rows(imap_config, "SELECT count(*) FROM message")[0][0] < target:
-            time.sleep(0.01)
+        wait_for_messages(imap_config, process, at_least=target)
         process.send_signal(signal.SIGKILL)
         process.communicate()
     final = run_cli(imap_config, "poll", "--once")
@@ -259,6 +312,21 @@ def test_a_broken_account_gives_one_clear_error_line_naming_it(dovecot, config_f
     assert rows(config_file, "SELECT consecutive_failures FROM account WHERE name = 'alice'") == [(1,)]
 
 
+def test_a_folder_the_server_refuses_is_reported_and_the_other_folders_are_still_read(dovecot, config_file,
+                                                                                    monkeypatch, cli):
+    monkeypatch.setenv("ALICE_IMAP_PASSWORD", IMAP_USERS["alice"])
+    config_file.write_text(config_file.read_text()
+                           + imap_account_toml(dovecot, folders=["NoSuchFolder", "INBOX"]))
+    dovecot.deliver("alice", refusal(1))
+
+    result = cli("poll", "--once", expect=1)
+
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("error: account alice: error from the server while asking for the status of "
+                           "NoSuchFolder: ")
+    assert rows(config_file, "SELECT dedupe_id FROM message") == [("refusal-1@facebookmail.com",)]
+
+
 def test_debug_logs_never_show_the_password(dovecot, imap_config):
     dovecot.deliver("alice", refusal(1))
 
@@ -272,14 +340,20 @@ def test_debug_logs_never_show_the_password(dovecot, imap_config):
 
 # ---- locks ------------------------------------------------------------------
 
-def test_two_pollers_started_together_record_each_mail_once(dovecot, imap_config):
+def test_two_pollers_started_together_never_read_the_same_folder_at_once(dovecot, imap_config):
     for n in range(150):
         dovecot.deliver("alice", refusal(n))
+    open_store(imap_config)
 
     processes = [run_cli(imap_config, "poll", "--once") for _ in range(2)]
-    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    outcomes = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in processes]
 
-    assert [code for code, _err in outcomes] == [0, 0], outcomes
+    assert [code for code, _out, _err in outcomes] == [0, 0], outcomes
+    # Between them each mail was fetched and recorded once: the second poller
+    # found the folder leased (or already done), never a mail the first one had.
+    outputs = " ".join(out for _code, out, _err in outcomes)
+    assert sorted(int(word) for word in re.findall(r"alice: (\d+) new", outputs)) == [0, 150], outputs
+    assert "already known" not in outputs
     assert rows(imap_config, "SELECT count(*), count(DISTINCT uid) FROM message") == [(150, 150)]
 
 
@@ -317,7 +391,7 @@ def test_daemon_with_idle_records_a_new_mail_within_5_seconds_and_exits_0_on_sig
     try:
         deadline = time.monotonic() + 30
         while not rows(config_file, "SELECT 1 FROM account WHERE last_success_at IS NOT NULL"):
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            assert process.poll() is None and time.monotonic() < deadline, "the daemon's first poll failed"
             time.sleep(0.05)
         time.sleep(1.0)  # let the watcher settle into IDLE
 

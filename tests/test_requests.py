@@ -63,3 +63,16 @@ def test_bad_date_is_a_usage_error(cli):
     result = cli("request", "add", "--address", "a@example.org", "--platform", "facebook",
                  "--date", "31.01.2025", expect=2)
     assert "YYYY-MM-DD" in result.output
+
+
+def test_a_notice_without_a_request_suggests_objecting(cli, tmp_path):
+    notice = meta_mail("We're getting ready to expand our AI at Meta experiences. You have the right to object "
+                       "to how we use your information.", to="new@example.org",
+                       subject="Learn how we'll use your information as we improve AI at Meta")
+    (tmp_path / "notice.eml").write_bytes(notice)
+    cli("ingest", tmp_path / "notice.eml")
+    [suggestion] = cli.json("status", "--json")["suggestions"]
+    assert suggestion["address"] == "new@example.org"
+    assert "request add --address new@example.org" in cli("status").stdout
+    cli("request", "add", "--address", "new@example.org", "--platform", "facebook")
+    assert cli.json("status", "--json")["suggestions"] == []

@@ -123,11 +123,6 @@ def queue_code(session: Session, request: Request, message: Message) -> None:
           request_id=request.id, message_id=message.id, contains_code=True)
 
 
-def pending(session: Session) -> list[Alert]:
-    return list(session.exec(select(Alert).where(Alert.sent_at == None)  # noqa: E711
-                             .order_by(Alert.created_at, Alert.id)))
-
-
 # ---- periodic checks: what time alone causes ---------------------------------
 
 # A mailbox is reported when it has not synced for this many polling intervals.
@@ -322,6 +317,8 @@ def _delivered(alert: Alert) -> set[str]:
 
 def _due_ids(session: Session, settings: Settings, now: datetime, force: bool) -> list[int]:
     query = select(Alert.id).where(Alert.sent_at == None)  # noqa: E711
+    if not any(c.private for c in configured_channels(settings)) or not settings.alerts.send_codes:
+        query = query.where(Alert.contains_code == False)  # noqa: E712  (nowhere to send it: it stays unsent)
     if not force:
         query = query.where(Alert.attempts < settings.alerts.max_attempts,
                             or_(Alert.next_attempt_at == None, Alert.next_attempt_at <= now))  # noqa: E711
@@ -390,13 +387,8 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
         alert = _claim(db, alert_id, now)
         if alert is None:
             continue
-        channels = channels_for(alert, settings)
-        if not channels:  # a code alert while codes are switched off: it stays unsent
-            with db.session() as session:
-                session.execute(update(Alert).where(Alert.id == alert_id).values(claimed_until=None))
-            continue
         errors = []
-        for channel in channels:
+        for channel in channels_for(alert, settings):
             if channel.id in _delivered(alert):
                 continue
             error = notify(channel, alert.title, alert.body)

@@ -43,7 +43,6 @@ from tracker.config import Settings
 from tracker.errors import NotFoundError, TrackerError
 from tracker.models import Complaint, Message, Request
 from tracker.parse import parse_mail
-from tracker.text import normalise
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +382,7 @@ class CaseFacts:
     timeline: lifecycle.Timeline
     refusal: Message | None
     refusal_sentence: str | None
-    refusal_file: str | None
+    refusal_file: str | None  # "evidence/02-...eml", None when its original was not kept
     last_mail: Message | None
     evidence: tuple[tuple[str, str | None], ...]  # (file name, SHA-256 or None when not kept)
     timeline_text: str
@@ -424,8 +423,10 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
     if facts.refusal is not None:
         answer.append(t["refused"].format(day=day(facts.refusal.mail_date), sender=facts.refusal.sender,
                                           subject=facts.refusal.subject))
-        answer.append(t["quote"].format(sentence=facts.refusal_sentence) if facts.refusal_sentence
-                      else t["no_quote"].format(file=facts.refusal_file or "evidence/"))
+        if facts.refusal_sentence:
+            answer.append(t["quote"].format(sentence=facts.refusal_sentence))
+        elif facts.refusal_file:
+            answer.append(t["no_quote"].format(file=facts.refusal_file))
         if timeline.deadline and timeline.decided:
             late = (timeline.decided - timeline.deadline).days
             answer.append(t["late_answer"].format(deadline=day(timeline.deadline), days=late, law=law) if late > 0
@@ -581,6 +582,27 @@ def _eml(letter: Letter, authority: Authority, request: Request, name: str | Non
     return message.as_bytes(policy=message.policy.clone(max_line_length=998))
 
 
+def _copy_evidence(mails: list[EvidenceMail], folder: Path,
+                   warnings: list[str]) -> tuple[list[Path], list[tuple[str, str | None]]]:
+    """Byte-identical copies of the stored originals; (copies, [(file name, SHA-256 or None)])."""
+    copied, digests = [], []
+    for mail in mails:
+        if mail.source is None or not mail.source.is_file():
+            why = "was not kept" if mail.source is None else f"is missing ({mail.source})"
+            warnings.append(f"the original of mail #{mail.message.id} ({mail.message.subject!r}) {why}; "
+                            f"it is listed in the timeline only")
+            digests.append((mail.filename, None))
+            continue
+        raw = mail.source.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != mail.message.sha256:
+            warnings.append(f"{mail.source} no longer has the SHA-256 recorded when mail #{mail.message.id} "
+                            f"arrived; it was copied as it is now")
+        copied.append(_write_private(folder / mail.filename, raw))
+        digests.append((mail.filename, digest))
+    return copied, digests
+
+
 def default_language(authority: Authority) -> str:
     return "de" if authority.country_code in _GERMAN_SPEAKING else "en"
 
@@ -628,23 +650,7 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
 
     messages = store.messages_of_request(session, request.id)
     mails = _evidence_mails(messages)
-    digests: list[tuple[str, str | None]] = []
-    copied: list[Path] = []
-    for mail in mails:
-        if mail.source is None or not mail.source.is_file():
-            why = "was not kept" if mail.source is None else f"is missing ({mail.source})"
-            draft.warnings.append(f"the original of mail #{mail.message.id} ({mail.message.subject!r}) {why}; "
-                                  f"it is listed in the timeline only")
-            digests.append((mail.filename, None))
-            continue
-        raw = mail.source.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != mail.message.sha256:
-            draft.warnings.append(f"{mail.source} no longer has the SHA-256 recorded when mail "
-                                  f"#{mail.message.id} arrived; it was copied as it is now")
-        copied.append(_write_private(evidence_dir / mail.filename, raw))
-        digests.append((mail.filename, digest))
-
+    copied, digests = _copy_evidence(mails, evidence_dir, draft.warnings)
     timeline_text = _timeline_text(session, request, mails)
     timeline_file = _write_private(evidence_dir / "timeline.txt", timeline_text.encode())
     digests.append((timeline_file.name, hashlib.sha256(timeline_text.encode()).hexdigest()))
@@ -652,13 +658,13 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
     sums_file = _write_private(evidence_dir / "SHA256SUMS", sums.encode())
 
     refusal = _latest(messages, v.REJECTED)
-    refusal_mail = next((m for m in mails if refusal is not None and m.message.id == refusal.id), None)
-    sentence = None
-    if refusal_mail is not None and refusal_mail.source is not None and refusal_mail.source.is_file():
-        sentence = decisive_sentence(refusal_mail.source.read_bytes(), v.REJECTED, settings)
+    refusal_file = next((evidence_dir / m.filename for m in mails if refusal and m.message.id == refusal.id), None)
+    if refusal_file is not None and not refusal_file.exists():  # its original was not kept
+        refusal_file = None
+    sentence = decisive_sentence(refusal_file.read_bytes(), v.REJECTED, settings) if refusal_file else None
     facts = CaseFacts(
         request=request, timeline=timeline, refusal=refusal, refusal_sentence=sentence,
-        refusal_file=f"evidence/{refusal_mail.filename}" if refusal_mail else None,
+        refusal_file=f"evidence/{refusal_file.name}" if refusal_file else None,
         last_mail=messages[-1] if messages else None, evidence=tuple(digests), timeline_text=timeline_text,
         name=name, country=(country or request.country or "").upper() or None,
         region=(region or request.region or "").upper() or None, today=today)

@@ -53,6 +53,13 @@ def render_status(console: Console, status: dict) -> None:
                            f"{m['sender_name']} <{m['sender']}>", m["subject"], m["reason"])
         console.print(review)
 
+    for notice in status.get("suggestions", ()):
+        console.print(f"[yellow]Meta announced AI training to {notice['address']} "
+                      f"({notice['platform'] or 'facebook'}) on {(notice['date'] or '-')[:10]} and no request "
+                      f"exists for it yet.[/] To object: Meta's objection form, then\n"
+                      f"  privacy-tracker request add --address {notice['address']} "
+                      f"--platform {notice['platform'] or 'facebook'} --date YYYY-MM-DD")
+
     if status["errors"]:
         console.print(f"[yellow]{len(status['errors'])} mail(s) could not be read completely:[/]")
         for e in status["errors"]:
@@ -71,7 +78,9 @@ def render_status(console: Console, status: dict) -> None:
         waiting = [a for a in status["alerts"] if not a["sent"]]
         console.print(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet")
         for a in waiting:
-            console.print(f"  [bold]{a['reason']}[/]: {a['title']}")
+            failed = (f" [yellow](not delivered after {a['attempts']} attempt(s): {a['last_error']})[/]"
+                      if a["attempts"] else "")
+            console.print(f"  [bold]{a['reason']}[/]: {a['title']}{failed}")
     console.print(f"{status['messages_seen']} mail(s) seen.")
 
 

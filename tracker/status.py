@@ -66,6 +66,12 @@ def build_status(session: Session, today: date) -> dict:
         "id": m.id, "category": m.category, "date": _iso(store.utc(m.mail_date)), "sender": m.sender,
         "sender_name": m.sender_name, "subject": m.subject, "recipient": m.recipient, "reason": m.reason,
     } for m in store.messages_for_review(session, v.REVIEW_CATEGORIES)]
+    requested = {(r.address, r.platform) for r in store.all_requests(session)}
+    suggestions = [{
+        "id": m.id, "date": _iso(store.utc(m.mail_date)), "address": m.recipient, "platform": m.platform,
+        "subject": m.subject,
+    } for m in session.exec(select(Message).where(Message.category == v.NOTICE).order_by(Message.mail_date))
+        if m.recipient and (m.recipient, m.platform or "facebook") not in requested]
     errors = [{"id": m.id, "source": m.source_path or f"{m.folder}#{m.uid}", "error": m.error}
               for m in session.exec(select(Message).where(Message.error != None))]  # noqa: E711
     seen_by_account = store.message_counts_by_account(session)
@@ -82,6 +88,7 @@ def build_status(session: Session, today: date) -> dict:
         "today": today.isoformat(),
         "requests": requests,
         "review": review,
+        "suggestions": suggestions,
         "errors": errors,
         "accounts": accounts,
         "alerts": alerts,

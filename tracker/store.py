@@ -14,7 +14,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, func, select
 
 from tracker import lifecycle
@@ -64,7 +64,7 @@ class Store:
             # hide_parameters: SQL logging (-vvv) and errors must not show one-time codes or addresses.
             self.engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
-            SQLModel.metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except (OSError, SQLAlchemyError) as err:
             raise StoreError(f"cannot open database {url}: {err}") from err
 
@@ -80,6 +80,17 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _create_tables(engine) -> None:
+    """Create missing tables. Two processes starting on a new file at once (the daemon and
+    a cron `poll --once`) can both find a table missing; the loser's second look finds it."""
+    try:
+        SQLModel.metadata.create_all(engine)
+    except OperationalError as err:
+        if "already exists" not in str(err):
+            raise
+        SQLModel.metadata.create_all(engine)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

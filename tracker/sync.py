@@ -58,7 +58,7 @@ from tracker.errors import ConfigError, MailboxConnectionError, SourceError, Tra
 from tracker.ingest import DUPLICATE, NEW, Ingestor
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
 from tracker.sources.base import MailItem
-from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, Traffic
+from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, ServerRefused, Traffic
 
 log = logging.getLogger(__name__)
 
@@ -292,12 +292,18 @@ class Poller:
         account_id = self._account_id(account)
         connection = self.connect(account)
         result = AccountPoll(account.name, traffic=connection.traffic)
+        refused: list[str] = []
         try:
             with connection:
                 for folder in account.folders or connection.default_folders():
                     if self.stop.is_set():
                         break
-                    result.folders.append(self.sync_folder(connection, account, account_id, folder))
+                    try:
+                        result.folders.append(self.sync_folder(connection, account, account_id, folder))
+                    except ServerRefused as err:  # e.g. a configured folder that does not exist
+                        result.folders.append(FolderPoll(folder, skipped="refused by the server"))
+                        refused.append(str(err))
+            result.error = "; ".join(refused) or None
         except (SourceError, ConfigError) as err:
             result.error = str(err)
             result.transient = isinstance(err, MailboxConnectionError)

@@ -49,10 +49,20 @@ FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 # (from RFC822.SIZE), so memory stays small even when a match carries attachments.
 FETCH_BATCH_MESSAGES = 25
 FETCH_BATCH_BYTES = 8 * 1024 * 1024
+# Sizes are asked for this many UIDs at a time: servers limit the length of a command
+# line, and RFC 7162 asks clients to stay under 8,192 octets.
+SIZE_CHUNK = 500
 
 # RFC 2177: a client should end IDLE and start it again before 29 minutes.
 # Ten minutes also keeps home routers from forgetting a quiet connection.
 IDLE_RENEW_SECONDS = 10 * 60
+
+
+class ServerRefused(SourceError):
+    """The server answered a command with NO or BAD (a folder that does not exist...).
+
+    The connection is still good: the poller goes on with the next folder.
+    """
 
 
 @dataclass(frozen=True)
@@ -259,7 +269,8 @@ class ImapConnection:
             raise MailboxConnectionError(f"account {name}: cannot reach {where} while {doing}: "
                                          f"{err.strerror or err}") from err
         except imap_errors.IMAPClientError as err:
-            raise SourceError(f"account {name}: the server refused {doing}: {_server_text(err)}") from err
+            raise ServerRefused(f"account {name}: error from the server while {doing}: "
+                                f"{_server_text(err)}") from err
 
     # ---- folders ------------------------------------------------------------
 
@@ -313,24 +324,27 @@ class ImapConnection:
 
         A message expunged since the search is simply missing from its batch.
         """
-        if not uids:
-            return
-        with self._errors(f"reading message sizes in {self._selected}"):
-            self.traffic.commands += 1
-            sizes = {uid: data.get(b"RFC822.SIZE", 0)
-                     for uid, data in self.client.fetch(uids, [b"RFC822.SIZE"]).items()}
         batch: list[int] = []
         batch_bytes = 0
-        for uid in uids:
-            if uid not in sizes:
-                continue
-            if batch and (len(batch) >= FETCH_BATCH_MESSAGES or batch_bytes + sizes[uid] > FETCH_BATCH_BYTES):
+        for uid, size in self._sizes(uids):
+            if batch and (len(batch) >= FETCH_BATCH_MESSAGES or batch_bytes + size > FETCH_BATCH_BYTES):
                 yield self._fetch(batch)
                 batch, batch_bytes = [], 0
             batch.append(uid)
-            batch_bytes += sizes[uid]
+            batch_bytes += size
         if batch:
             yield self._fetch(batch)
+
+    def _sizes(self, uids: list[int]) -> Iterator[tuple[int, int]]:
+        """(UID, RFC822.SIZE) of each UID that still exists, asked for a chunk at a time."""
+        for start in range(0, len(uids), SIZE_CHUNK):
+            chunk = uids[start:start + SIZE_CHUNK]
+            with self._errors(f"reading message sizes in {self._selected}"):
+                self.traffic.commands += 1
+                response = self.client.fetch(chunk, [b"RFC822.SIZE"])
+            for uid in chunk:
+                if uid in response:
+                    yield uid, response[uid].get(b"RFC822.SIZE", 0)
 
     def _fetch(self, uids: list[int]) -> list[FetchedMail]:
         with self._errors(f"fetching messages from {self._selected}"):
