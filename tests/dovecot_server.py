@@ -218,7 +218,11 @@ service imap-login {{
     def remove(self) -> None:
         """Stop the server and delete its folder, Maildirs included."""
         self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        for _attempt in range(3):  # a dying process may still write its last log line
+            shutil.rmtree(self.root, ignore_errors=True)
+            if not self.root.exists():
+                break
+            time.sleep(0.2)
 
     def restart(self) -> None:
         self.stop()

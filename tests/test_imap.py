@@ -27,7 +27,6 @@ import pytest
 from conftest import IMAP_USERS, imap_account_toml, running_dovecot
 from mails import ACKNOWLEDGEMENT, REFUSAL, meta_mail
 from tracker.config import load_settings
-from tracker.models import Account
 from tracker.sources.imap import ImapConnection
 from tracker.store import Store
 from tracker.sync import FolderLease, Poller
@@ -235,7 +234,7 @@ def test_server_stopped_during_a_fetch_the_next_poll_completes_with_nothing_lost
 
 
 def test_killed_poller_restarted_records_every_mail_and_alert_exactly_once(dovecot, imap_config):
-    """SIGKILL at random points of a 1,000-mail first sync, then run to the end."""
+    """A 1,000-mail first sync stopped by SIGTERM once, then SIGKILLed at random points, then run to the end."""
     open_store(imap_config)  # the database exists before the first poller starts
     mails = [refusal(n) if n % 3 == 0 else impersonation(n) if n % 3 == 1 else acknowledgement(n)
              for n in range(1000)]

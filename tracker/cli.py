@@ -12,7 +12,6 @@ import logging
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
@@ -406,17 +405,10 @@ def complaint_authorities(
     country: Annotated[Optional[str], typer.Option(help="Only this country (ISO code, e.g. DE).")] = None,
 ) -> None:
     """The data protection authorities the tracker knows, with their codes."""
-    from rich.table import Table
-
     from tracker.complaint import load_authorities
 
-    table = Table(expand=False)
-    for column in ("code", "name", "email", "complaint form"):
-        table.add_column(column, overflow="fold")
-    for authority in load_authorities().values():
-        if country is None or authority.country_code == country.upper():
-            table.add_row(authority.code, authority.name, authority.email or "-", authority.complaint_url or "-")
-    console.print(table)
+    report.render_authorities(console, [a for a in load_authorities().values()
+                                        if country is None or a.country_code == country.upper()])
 
 
 @complaint_app.command("draft")
@@ -483,8 +475,7 @@ def _poll_progress():
 
     if not sys.stderr.isatty():
         return contextlib.nullcontext(None)
-    from tracker.daemon import PollProgress
-    return PollProgress()
+    return report.PollProgress()
 
 
 def _run_daemon(state: State) -> None:

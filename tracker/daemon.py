@@ -30,8 +30,6 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tracker import store
 from tracker.config import AccountSettings, Settings
@@ -41,9 +39,6 @@ from tracker.sync import AccountPoll, Poller, ProgressCallback, backoff_seconds
 
 log = logging.getLogger(__name__)
 
-# A folder gets a progress bar only when this many mails are to be fetched from it:
-# a first sync, or a long time offline. Small polls stay quiet.
-PROGRESS_MIN_MESSAGES = 20
 
 
 @contextmanager
@@ -64,30 +59,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-class PollProgress:
-    """A rich progress bar per folder with many mails to fetch, on stderr."""
-
-    def __init__(self) -> None:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self._tasks: dict[tuple[str, str], int] = {}
-
-    def __enter__(self) -> PollProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._progress.stop()
-
-    def __call__(self, account: str, folder: str, done: int, total: int) -> None:
-        if total < PROGRESS_MIN_MESSAGES:
-            return
-        key = (account, folder)
-        if key not in self._tasks:
-            self._tasks[key] = self._progress.add_task(f"{account}/{folder}", total=total)
-        self._progress.update(self._tasks[key], completed=done, total=total)
 
 
 def poll_once(db: store.Store, settings: Settings, progress: ProgressCallback | None = None) -> list[AccountPoll]:

@@ -19,9 +19,6 @@ from tracker.text import html_to_text, normalise
 
 log = logging.getLogger(__name__)
 
-# Headers that carry the address the mail was delivered to, most specific first.
-_DELIVERY_HEADERS = ("Delivered-To", "X-Original-To")
-
 
 @dataclass(frozen=True)
 class ParsedMail:
@@ -124,11 +121,14 @@ def parse_mail(raw: bytes) -> ParsedMail:
         sender_name = (senders[0][0] or "").strip()
         sender_address = (_addresses(senders[:1]) or [""])[0]
 
+    # mail-parser has already split the address headers; X-Original-To it leaves as text.
     recipients: list[str] = []
-    for header in _DELIVERY_HEADERS:
-        recipients += _addresses(email.utils.getaddresses(_header_values(message, header)))
-    for header in ("To", "Cc"):
-        recipients += _addresses(email.utils.getaddresses(_header_values(message, header)))
+    try:
+        recipients += _addresses(parsed.delivered_to)
+        recipients += _addresses(email.utils.getaddresses(_header_values(message, "X-Original-To")))
+        recipients += _addresses(parsed.to) + _addresses(parsed.cc)
+    except Exception as err:
+        errors.append(f"unreadable recipients: {err}")
 
     try:
         plain, markup = "\n".join(parsed.text_plain), "\n".join(parsed.text_html)

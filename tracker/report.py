@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tracker.alerts import KIND_LABELS
@@ -95,3 +96,41 @@ def render_timeline(console: Console, summary: dict, events: list[dict]) -> None
     for event in events:
         table.add_row(event["date"], event["kind"], event["detail"])
     console.print(table)
+
+
+def render_authorities(console: Console, authorities) -> None:
+    table = Table(expand=False)
+    for column in ("code", "name", "email", "complaint form"):
+        table.add_column(column, overflow="fold")
+    for authority in authorities:
+        table.add_row(authority.code, authority.name, authority.email or "-", authority.complaint_url or "-")
+    console.print(table)
+
+
+# A folder gets a progress bar only when this many mails are to be fetched from it:
+# a first sync, or a long time offline. Small polls stay quiet.
+PROGRESS_MIN_MESSAGES = 20
+
+
+class PollProgress:
+    """A rich progress bar per folder with many mails to fetch, on stderr."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self._tasks: dict[tuple[str, str], int] = {}
+
+    def __enter__(self) -> PollProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._progress.stop()
+
+    def __call__(self, account: str, folder: str, done: int, total: int) -> None:
+        if total < PROGRESS_MIN_MESSAGES:
+            return
+        key = (account, folder)
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(f"{account}/{folder}", total=total)
+        self._progress.update(self._tasks[key], completed=done, total=total)

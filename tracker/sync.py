@@ -401,6 +401,12 @@ class Poller:
     # ---- database bookkeeping -------------------------------------------------
 
     def _account_id(self, account: AccountSettings) -> int:
+        try:
+            return self._account_row_id(account)
+        except IntegrityError:  # another poller created the row just now; it exists the second time
+            return self._account_row_id(account)
+
+    def _account_row_id(self, account: AccountSettings) -> int:
         with self.db.session() as session:
             row = store.get_or_create_account(session, account.name, account.host, account.username)
             if (row.host, row.username) != (account.host, account.username):

@@ -241,10 +241,8 @@ class ImapConnection:
         name, host, where = self.account.name, self.account.host, self.where
         try:
             yield
-        except SourceError:
-            raise
-        except ConfigError:
-            raise
+        except (SourceError, ConfigError):
+            raise  # already says what is wrong
         except imap_errors.LoginError as err:
             raise MailboxAuthError(f"account {name}: {host} refused the login for {self.account.username} "
                                    f"(wrong password or user name?): {_server_text(err)}") from err
