@@ -1,6 +1,6 @@
 """Benchmark: the IMAP first sync and idle poll on a 50,000-mail mailbox, against a real Dovecot.
 
-    sudo /tmp/venv/bin/python bench/imap_sync.py            # about 0.9 GB in /tmp, a few minutes
+    python bench/imap_sync.py                                # as root; about 0.9 GB in /tmp, a few minutes
     python bench/imap_sync.py --messages 5000 --meta 20      # a quicker, smaller run
 
 What it does, in one run:

@@ -390,7 +390,8 @@ def test_a_mailbox_that_cannot_log_in_is_reported_at_once_and_once(config_file):
     db, settings = open_store(config_file)
     now = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
     last_success = datetime(2026, 1, 5, 11, 50)
-    _mailbox(db, last_success_at=last_success, consecutive_failures=1, last_error_at=datetime(2026, 1, 5, 12, 0),
+    _mailbox(db, last_success_at=last_success, consecutive_failures=1, login_refused=True,
+             last_error_at=datetime(2026, 1, 5, 12, 0),
              last_error="login failed: [AUTHENTICATIONFAILED] Invalid credentials (Failure)")
     [alert] = alerts.run_checks(db, settings, now=now)
     assert alert.reason == alerts.MAILBOX_FAILING

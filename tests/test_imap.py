@@ -309,6 +309,9 @@ def test_a_broken_account_gives_one_clear_error_line_naming_it(dovecot, config_f
     assert lines[0].startswith("error: account alice: ") and expected in lines[0], lines[0]
     assert IMAP_USERS["alice"] not in err and "not-the-password" not in err
     assert rows(config_file, "SELECT consecutive_failures FROM account WHERE name = 'alice'") == [(1,)]
+    # Only a refused login raises the "cannot log in" alert at once; other faults wait three intervals.
+    login_alerts = rows(config_file, "SELECT title FROM alert WHERE reason = 'mailbox_failing'")
+    assert login_alerts == ([("The tracker cannot log in to mailbox alice",)] if "password" in str(setting) else [])
 
 
 def test_a_folder_the_server_refuses_is_reported_and_the_other_folders_are_still_read(dovecot, config_file,

@@ -127,8 +127,6 @@ def queue_code(session: Session, request: Request, message: Message) -> None:
 
 # A mailbox is reported when it has not synced for this many polling intervals.
 MAILBOX_SILENT_INTERVALS = 3
-# Words IMAP servers and imaplib use when a login is refused.
-_LOGIN_FAILURE_WORDS = ("login", "authenticat", "credentials", "password")
 
 
 def _days(n: int) -> str:
@@ -171,10 +169,6 @@ def _queue_authority_silent(session: Session, request: Request, complaint: Compl
         request_id=request.id)
 
 
-def _is_login_failure(error: str | None) -> bool:
-    return bool(error) and any(word in error.lower() for word in _LOGIN_FAILURE_WORDS)
-
-
 def _queue_mailbox_failing(session: Session, account: Account, settings: Settings,
                            now: datetime) -> Alert | None:
     if account.consecutive_failures <= 0:
@@ -183,7 +177,7 @@ def _queue_mailbox_failing(session: Session, account: Account, settings: Setting
     last_success = store.utc(account.last_success_at)
     stale = (account.consecutive_failures >= MAILBOX_SILENT_INTERVALS
              or (last_success is not None and now - last_success >= silent_for))
-    login = _is_login_failure(account.last_error)
+    login = account.login_refused
     if not (stale or login):
         return None
     # One alert per outage: the key names the last success, so a mailbox that

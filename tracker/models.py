@@ -29,6 +29,7 @@ class Account(SQLModel, table=True):
     last_error_at: NaiveDatetime | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
+    login_refused: bool = False          # the last failure was the server refusing the credentials
 
 
 class Checkpoint(SQLModel, table=True):

@@ -54,7 +54,7 @@ from sqlmodel import Session, select
 
 from tracker import alerts, store
 from tracker.config import AccountSettings, Settings
-from tracker.errors import ConfigError, MailboxConnectionError, SourceError, TrackerError
+from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, TrackerError
 from tracker.ingest import DUPLICATE, NEW, Ingestor
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
 from tracker.sources.base import MailItem
@@ -130,6 +130,7 @@ class AccountPoll:
     traffic: Traffic = field(default_factory=Traffic)
     error: str | None = None
     transient: bool = False       # the error may go away by itself (connection lost, timeout)
+    login_refused: bool = False   # the server refused the credentials
 
     @property
     def new(self) -> int:
@@ -307,8 +308,9 @@ class Poller:
         except (SourceError, ConfigError) as err:
             result.error = str(err)
             result.transient = isinstance(err, MailboxConnectionError)
+            result.login_refused = isinstance(err, MailboxAuthError)
             log.debug("%s: poll failed", account.name, exc_info=True)
-        self._record_health(account_id, result.error)
+        self._record_health(account_id, result.error, result.login_refused)
         return result
 
     def sync_folder(self, connection: ImapConnection, account: AccountSettings, account_id: int,
@@ -446,15 +448,17 @@ class Poller:
             checkpoint.updated_at = utcnow()
             session.add(checkpoint)
 
-    def _record_health(self, account_id: int, error: str | None) -> None:
+    def _record_health(self, account_id: int, error: str | None, login_refused: bool = False) -> None:
         with self.db.session() as session:
             account = session.get(Account, account_id)
             now = utcnow()
             if error is None:
                 account.last_success_at = now
                 account.consecutive_failures = 0
+                account.login_refused = False
             else:
                 account.last_error, account.last_error_at = error, now
+                account.login_refused = login_refused
                 account.consecutive_failures += 1
             session.add(account)
         # A mailbox that keeps failing is itself worth an alert (alerts.check_due decides).
