@@ -235,10 +235,13 @@ def report(prep: dict, cold: dict, first: dict, naive: dict, idle_big: dict, idl
           f"{cold['bytes'] / mb:.2f} MB received")
     print(f"first sync (ours):  {first['seconds']:6.2f} s  {first['bytes'] / mb:8.2f} MB received  "
           f"{first['fetched']} fetched, {first['new']} recorded  peak RSS {first['peak_rss_mb']:.0f} MB")
-    print(f"naive fetch+parse:  {naive['seconds']:6.2f} s  {naive['bytes'] / mb:8.2f} MB received  "
-          f"{naive['parsed']} parsed  peak RSS {naive['peak_rss_mb']:.0f} MB")
-    print(f"  ours is {naive['seconds'] / first['seconds']:.0f}x faster and receives "
-          f"{naive['bytes'] / max(first['bytes'], 1):.0f}x less")
+    if naive["parsed"]:
+        print(f"naive fetch+parse:  {naive['seconds']:6.2f} s  {naive['bytes'] / mb:8.2f} MB received  "
+              f"{naive['parsed']} parsed  peak RSS {naive['peak_rss_mb']:.0f} MB")
+        print(f"  ours is {naive['seconds'] / first['seconds']:.0f}x faster and receives "
+              f"{naive['bytes'] / max(first['bytes'], 1):.0f}x less")
+    else:
+        print("naive fetch+parse:  skipped (--skip-naive)")
     for label, idle in ((f"{big:,}", idle_big), (f"{small:,}", idle_small)):
         print(f"idle poll, {label:>6} mails: {idle['median_seconds'] * 1000:6.1f} ms median of {IDLE_POLLS}, "
               f"{idle['commands']} round trips, {idle['bytes']} bytes, {idle['fetched']} fetched")

@@ -70,9 +70,10 @@ def test_missing_config_file_is_an_error(tmp_path):
     assert "config file not found" in result.output
 
 
-def test_missing_mail_path_is_an_error(cli, tmp_path):
-    result = cli("classify", tmp_path / "missing.eml", expect=1)
-    assert "no such file or folder" in result.output
+def test_missing_mail_path_is_a_usage_error(cli, tmp_path):
+    for command in ("classify", "ingest"):
+        result = cli(command, tmp_path / "missing.eml", expect=2)
+        assert "does not exist" in result.output
 
 
 def test_unknown_request_says_so(cli):

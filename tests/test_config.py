@@ -61,3 +61,17 @@ def test_meta_domains_are_lower_cased():
 def test_example_config_is_valid():
     example = Path(__file__).parent.parent / "config.example.toml"
     load_settings(example)
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_bytes(b'[database]\nurl = "sqlite:///caf\xe9.db"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(config)
+
+
+def test_source_is_not_a_setting(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('source = "x"\n')
+    with pytest.raises(ConfigError, match="key 'source'"):
+        load_settings(config)

@@ -129,3 +129,48 @@ def test_ingest_never_modifies_the_maildir(cli, tmp_path):
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "Maildir").rglob("*"))
     cli("ingest", tmp_path / "Maildir")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "Maildir").rglob("*")) == before
+
+
+def test_a_mail_with_crlf_and_the_same_with_lf_count_once(cli, tmp_path):
+    raw = meta_mail(REFUSAL).replace(b"\r\n", b"\n")
+    (tmp_path / "lf.eml").write_bytes(raw)
+    (tmp_path / "crlf.eml").write_bytes(raw.replace(b"\n", b"\r\n"))
+    result = cli("ingest", tmp_path)
+    assert result.stdout.startswith("1 new, 1 already known")
+    assert len(cli.json("status", "--json")["alerts"]) == 1
+
+
+def test_a_mail_without_date_is_dated_by_its_file_not_by_the_ingest(cli, tmp_path):
+    import os
+
+    raw = b"\n".join(line for line in meta_mail(REFUSAL).split(b"\n") if not line.startswith(b"Date:"))
+    path = tmp_path / "undated.eml"
+    path.write_bytes(raw)
+    delivered = datetime(2025, 6, 3, 12, 0, tzinfo=timezone.utc).timestamp()
+    os.utime(path, (delivered, delivered))
+    cli("ingest", path)
+    [request] = cli.json("status", "--json")["requests"]
+    assert request["decided"] == "2025-06-03"
+
+
+def test_a_bad_evidence_folder_stops_with_one_clear_line_and_stores_nothing_half(tmp_path):
+    from conftest import Cli
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "db.sqlite3"}"\n'
+                      f'[evidence]\ndir = "{blocker / "evidence"}"\n')
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "refusal.eml").write_bytes(meta_mail(REFUSAL))
+    result = Cli(config)("ingest", tmp_path / "mail", expect=1)
+    assert result.output.startswith("error: cannot write evidence to")
+    assert "Traceback" not in result.output
+
+
+def test_a_damaged_header_does_not_stop_the_run(cli, tmp_path):
+    (tmp_path / "a-bad.eml").write_bytes(b"From: a@example.org\r\nDate: Fri, 31 Dec 9999 23:30:00 -0100\r\n"
+                                         b"Message-ID: <caf\xe9\xff@example.org>\r\nSubject: x\r\n\r\nbody")
+    (tmp_path / "b-good.eml").write_bytes(meta_mail(REFUSAL))
+    assert cli("ingest", tmp_path).stdout.startswith("2 new,")
+    assert [r["state"] for r in cli.json("status", "--json")["requests"]] == ["rejected"]

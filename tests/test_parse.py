@@ -80,3 +80,21 @@ def test_broken_date_and_headers_do_not_crash():
 def test_codes_are_masked_to_their_length():
     assert mask_code("123456") == "******"
     assert mask_code(None) == ""
+
+
+def test_headers_the_email_package_chokes_on_do_not_crash():
+    mail = parse_mail(b"From: a@example.org\r\nDate: Fri, 31 Dec 9999 23:30:00 -0100\r\n"
+                      b"Message-ID: <caf\xe9-\xff@example.org>\r\nSubject: x\r\n\r\nbody")
+    assert mail.date is None
+    assert mail.message_id and mail.message_id.endswith("@example.org")
+
+
+def test_the_address_meta_wrote_to_comes_before_the_delivery_mailbox():
+    # A family member's mail forwarded into the parent's mailbox belongs to the family member.
+    mail = parse_mail(b"From: noreply@facebookmail.com\r\nTo: kid@example.org\r\n"
+                      b"Delivered-To: parent@example.org\r\nSubject: x\r\n\r\nbody")
+    assert mail.recipient == "kid@example.org"
+
+
+def test_an_acute_accent_used_as_apostrophe_is_folded():
+    assert normalise("we won\u00b4t honour") == "we won't honour"

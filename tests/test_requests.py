@@ -76,3 +76,27 @@ def test_a_notice_without_a_request_suggests_objecting(cli, tmp_path):
     assert "request add --address new@example.org" in cli("status").stdout
     cli("request", "add", "--address", "new@example.org", "--platform", "facebook")
     assert cli.json("status", "--json")["suggestions"] == []
+
+
+def test_objecting_again_after_a_refusal_starts_a_new_clock_and_a_new_refusal_alerts_again(cli, tmp_path):
+    for name, body, day in (("1.eml", ACKNOWLEDGEMENT, datetime(2024, 6, 10, tzinfo=timezone.utc)),
+                            ("2.eml", REFUSAL, datetime(2024, 6, 20, tzinfo=timezone.utc)),
+                            ("3.eml", ACKNOWLEDGEMENT, datetime(2025, 5, 20, tzinfo=timezone.utc)),
+                            ("4.eml", REFUSAL, datetime(2025, 6, 2, tzinfo=timezone.utc))):
+        (tmp_path / name).write_bytes(meta_mail(body, date=day, subject=name))
+    cli("ingest", tmp_path / "1.eml", tmp_path / "2.eml", tmp_path / "3.eml")
+    [request] = cli.json("status", "--json")["requests"]
+    assert (request["state"], request["submitted"], request["deadline"]) == ("acknowledged", "2025-05-20",
+                                                                             "2025-06-20")
+    cli("ingest", tmp_path / "4.eml")
+    refusals = [a for a in cli.json("status", "--json")["alerts"] if a["reason"] == "refused"]
+    assert len(refusals) == 2
+
+
+def test_a_complaint_filed_on_the_day_of_the_refusal_comes_after_it(cli, tmp_path):
+    (tmp_path / "refusal.eml").write_bytes(meta_mail(REFUSAL, date=datetime(2025, 6, 2, 13, 47,
+                                                                            tzinfo=timezone.utc)))
+    cli("ingest", tmp_path / "refusal.eml")
+    cli("complaint", "filed", "1", "--authority", "IE", "--date", "2025-06-02")
+    [request] = cli.json("status", "--json")["requests"]
+    assert request["state"] == "complaint_filed"

@@ -132,9 +132,10 @@ def test_unverified_meta_mail_is_held_for_review_without_code():
     assert "not verified" in result.reason
 
 
-def test_unverified_meta_mail_is_classified_when_trusted():
+def test_unverified_meta_mail_is_classified_when_trusted_but_shows_no_code():
     result = classify(make_mail(OTP_BODY, auth="none"), RULES, TRUST)
-    assert (result.category, result.otp) == ("otp", "551203")
+    assert (result.category, result.otp, result.authenticated) == ("otp", None, None)
+    assert "not verified" in result.reason
 
 
 def test_code_is_given_for_authentic_mail():

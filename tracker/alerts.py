@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -36,6 +37,7 @@ from tracker import lifecycle, store
 from tracker.config import Settings
 from tracker.logs import redact
 from tracker.models import Account, Alert, Complaint, Message, Request
+from tracker.text import mask_codes_in
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,8 @@ def queue_for_request_mail(session: Session, request: Request, message: Message)
     what = describe_request(request)
     when = _day(message.mail_date)
     if message.category == "rejected":
-        queue(session, f"request:{request.id}:{REFUSED}", REFUSED,
+        # Keyed by the refusal mail: a second refusal (after objecting again) is news too.
+        queue(session, f"request:{request.id}:{REFUSED}:{message.id}", REFUSED,
               f"Meta refused your {request.platform.capitalize()} request ({request.address})",
               f"On {when} Meta refused {what} (mail: \"{message.subject}\").\n"
               f"Next step: draft a complaint to the data protection authority:\n"
@@ -99,17 +102,21 @@ def queue_for_review_mail(session: Session, message: Message) -> None:
     """Alerts for mail that never changes a request: unrecognised Meta mail and impersonation."""
     when = _day(message.mail_date)
     if message.category == "suspicious":
+        # Subjects are masked: a fake or held code mail often carries the code there,
+        # and these alerts go to every channel.
+        subject = mask_codes_in(message.subject)
         queue(session, f"message:{message.id}:{IMPERSONATION}", IMPERSONATION,
               f"Warning: a mail pretends to come from Meta ({message.recipient or 'unknown recipient'})",
               f"On {when} a mail from \"{message.sender_name}\" <{message.sender}> with the subject "
-              f"\"{message.subject}\" claimed to be from Meta but is not ({message.reason}).\n"
+              f"\"{subject}\" claimed to be from Meta but is not ({message.reason}).\n"
               f"Do not click its links, reply, or enter any code it contains.\n"
               f"  privacy-tracker status",
               message_id=message.id)
     elif message.category == "meta_other":
+        subject = mask_codes_in(message.subject)
         queue(session, f"message:{message.id}:{REVIEW}", REVIEW,
               f"A mail from Meta needs your review ({message.recipient or 'unknown recipient'})",
-              f"On {when} Meta sent \"{message.subject}\" from <{message.sender}>, which no rule "
+              f"On {when} Meta sent \"{subject}\" from <{message.sender}>, which no rule "
               f"recognises ({message.reason}). Read it and, if it concerns a request, note it:\n"
               f"  privacy-tracker status",
               message_id=message.id)
@@ -374,11 +381,17 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
     report = SendReport()
     if not configured_channels(settings):
         return report
-    now = store.to_db_time(now or _utcnow())
+    started, started_mono = store.to_db_time(now or _utcnow()), time.monotonic()
+
+    def clock() -> datetime:
+        # Sending a backlog can take longer than a claim lasts: each claim and
+        # each retry time is counted from the moment it is made.
+        return started + timedelta(seconds=time.monotonic() - started_mono)
+
     with db.session() as session:
-        due = _due_ids(session, settings, now, force)
+        due = _due_ids(session, settings, started, force)
     for alert_id in due:
-        alert = _claim(db, alert_id, now)
+        alert = _claim(db, alert_id, clock())
         if alert is None:
             continue
         errors = []
@@ -392,7 +405,7 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
             else:
                 errors.append(f"{channel.name}: {error}")
                 report.errors.append(f"alert #{alert_id}, {channel.name}: {error}")
-        _record_outcome(db, alert_id, errors, settings, now, report)
+        _record_outcome(db, alert_id, errors, settings, clock(), report)
     return report
 
 

@@ -129,7 +129,7 @@ def _classification_record(item, mail, result) -> dict:
 @app.command()
 def classify(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help=".eml files, folders of them, Maildir folders or mbox files.")],
+    paths: Annotated[list[Path], typer.Argument(exists=True, help=".eml files, folders of them, Maildir folders or mbox files.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message per line.")] = False,
 ) -> None:
     """Classify mail files without touching any database."""
@@ -172,7 +172,7 @@ def _deliver_alerts(state: State) -> None:
 @app.command()
 def ingest(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help=".eml files, folders of them, Maildir folders or mbox files.")],
+    paths: Annotated[list[Path], typer.Argument(exists=True, help=".eml files, folders of them, Maildir folders or mbox files.")],
 ) -> None:
     """Record mail files in the database (each mail once, however often it is ingested)."""
     stats = _ingest_paths(_state(ctx), paths)
@@ -320,7 +320,7 @@ def request_note(
 @rules_app.command("test")
 def rules_test(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="Mail files to explain.")],
+    files: Annotated[list[Path], typer.Argument(exists=True, help="Mail files to explain.")],
 ) -> None:
     """Which rule matched each mail, on which text, and why the others did not."""
     from tracker.parse import parse_mail
@@ -352,7 +352,7 @@ def request_extend(
     day = _parse_day(announced, "--date") or _today()
     with _state(ctx).db.session() as session:
         request = store.get_request(session, request_id)
-        store.add_event(session, request, EVENT_EXTENDED, datetime(day.year, day.month, day.day, tzinfo=timezone.utc),
+        store.add_event(session, request, EVENT_EXTENDED, store.end_of(day),
                         detail="extension announced by Meta (recorded by hand)")
         timeline = store.refresh_state(session, request)
     if timeline.extended:

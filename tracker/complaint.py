@@ -28,7 +28,7 @@ import re
 import textwrap
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.utils import formataddr
 from functools import cache
@@ -230,7 +230,7 @@ _T = {
         "art21": "Article 21(1) {law}: after an objection, \"the controller shall no longer process the personal "
                  "data unless the controller demonstrates compelling legitimate grounds for the processing which "
                  "override the interests, rights and freedoms of the data subject\".",
-        "art21_refused": "Meta refused my objection. As far as I can see, its answer does not demonstrate such "
+        "art21_refused": "Meta refused my {kind_short}. As far as I can see, its answer does not demonstrate such "
                          "compelling legitimate grounds.",
         "art17": "Article 17 {law}: the right to erasure of personal data.",
         "art12_3": "Article 12(3) {law}: the controller must act on a request without undue delay and at the latest "
@@ -293,7 +293,7 @@ _T = {
                  "personenbezogenen Daten nicht mehr, es sei denn, er kann zwingende schutzwürdige Gründe für die "
                  "Verarbeitung nachweisen, die die Interessen, Rechte und Freiheiten der betroffenen Person "
                  "überwiegen\".",
-        "art21_refused": "Meta hat meinen Widerspruch abgelehnt. Soweit ich sehe, weist die Antwort solche "
+        "art21_refused": "Meta hat meinen {kind_short} abgelehnt. Soweit ich sehe, weist die Antwort solche "
                          "zwingenden schutzwürdigen Gründe nicht nach.",
         "art17": "Artikel 17 {law}: das Recht auf Löschung personenbezogener Daten.",
         "art12_3": "Artikel 12 Absatz 3 {law}: Der Verantwortliche muss unverzüglich, spätestens innerhalb eines "
@@ -431,7 +431,7 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
             late = (timeline.decided - timeline.deadline).days
             answer.append(t["late_answer"].format(deadline=day(timeline.deadline), days=late, law=law) if late > 0
                           else t["in_time"].format(deadline=day(timeline.deadline), law=law))
-        answer.append(t["art21_refused"])
+        answer.append(t["art21_refused"].format(kind_short=kind_short))
     elif timeline.deadline:
         answer.append(t["no_answer"].format(deadline=day(timeline.deadline), law=law, extended=extended,
                                             today=day(facts.today),
@@ -641,6 +641,8 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
         raise TrackerError(f"no letter in language {language!r}; choose one of {', '.join(LANGUAGES)}")
 
     folder = out or Path.cwd() / f"complaint-{request.id}-{authority.code}"
+    if folder.exists() and not folder.is_dir():
+        raise TrackerError(f"{folder} is a file; choose a folder with --out")
     if folder.exists() and any(folder.iterdir()):
         raise TrackerError(f"{folder} exists and is not empty; remove it or choose another folder with --out")
     draft = Draft(folder, authority, language, competence)
@@ -694,6 +696,6 @@ def record_filing(session: Session, request_id: int, authority_code: str, filed:
     session.add(complaint)
     detail = f"complaint to {authority.code}" + (f", reference {reference}" if reference else "")
     store.add_event(session, request, lifecycle.EVENT_COMPLAINT_FILED,
-                    datetime(filed.year, filed.month, filed.day, tzinfo=timezone.utc), detail=detail)
+                    store.end_of(filed), detail=detail)
     store.refresh_state(session, request)
     return complaint

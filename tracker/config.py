@@ -165,6 +165,8 @@ def load_settings(explicit: Path | None = None) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err}") from err
     return settings_from_dict(data, source=path)
@@ -172,6 +174,8 @@ def load_settings(explicit: Path | None = None) -> Settings:
 
 def settings_from_dict(data: dict, source: Path | None = None) -> Settings:
     base = source.parent if source else Path.cwd()
+    if "source" in data:  # the file's own path, not a setting
+        raise ConfigError(f"{source or 'config'}: key 'source': Extra inputs are not permitted")
     _resolve_paths(data, base)
     try:
         settings = Settings(**data, source=source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from sqlmodel import Session, select
 from tracker import alerts, store
 from tracker import vocabulary as v
 from tracker.config import Settings
+from tracker.errors import StoreError
 from tracker.models import Account, Message, utcnow
 from tracker.parse import ParsedMail, parse_mail
 from tracker.rules.engine import Classification, RuleSet, classify, load_rules
@@ -85,16 +87,32 @@ def classify_raw(raw: bytes, rules: RuleSet, settings: Settings) -> tuple[Parsed
 
 
 def write_evidence(raw: bytes, sha256: str, folder: Path) -> Path:
-    """Keep the original bytes, owner-only. Named by content, so writing twice is harmless."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Keep the original bytes, owner-only. Named by content, so writing twice is harmless.
+
+    A folder that cannot be written stops the run (StoreError): recording the
+    mail without its evidence would lose the evidence for good.
+    """
     path = folder / f"{sha256}.eml"
-    if not path.exists():
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.replace(tmp, path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")  # created 0600
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+            os.replace(tmp, path)
+    except OSError as err:
+        raise StoreError(f"cannot write evidence to {folder}: {err.strerror or err} "
+                         f"(set [evidence] dir in the config)") from err
     return path
+
+
+def content_key(raw: bytes) -> str:
+    """SHA-256 of the mail with CRLF line ends made LF.
+
+    The same mail read from a Maildir (LF) and fetched over IMAP (CRLF) differs
+    only in line ends; it must count once.
+    """
+    return hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
 
 
 class Ingestor:
@@ -117,15 +135,18 @@ class Ingestor:
             return DUPLICATE, None
         sha256 = hashlib.sha256(item.raw).hexdigest()
         mail, result = classify_raw(item.raw, self.rules, self.settings)
+        # When it was sent: the Date header, else when it arrived (INTERNALDATE, file time).
+        mail_date = mail.date or item.internal_date
         error = "; ".join(filter(None, [item.error, mail.error])) or None
         raw_path = None
         if self.settings.evidence.keep_raw and result.category != v.UNRELATED and item.raw:
             raw_path = str(write_evidence(item.raw, sha256, self.evidence_dir))
         row = dict(
             account_id=account.id, folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
-            source_path=item.path, dedupe_id=mail.message_id or "", sha256=sha256, size=len(item.raw),
+            source_path=item.path, dedupe_id=mail.message_id or "", content_key=content_key(item.raw),
+            sha256=sha256, size=len(item.raw),
             subject=mail.subject[:500], sender=mail.sender_address, sender_name=mail.sender_name[:200],
-            recipient=mail.recipient, mail_date=store.to_db_time(mail.date or item.internal_date),
+            recipient=mail.recipient, mail_date=store.to_db_time(mail_date),
             category=result.category, platform=result.platform, kind=result.kind, rule=result.rule,
             authenticated=result.authenticated, authenticity=result.authenticity, reason=result.reason,
             reference=result.reference, otp=result.otp, error=error, raw_path=raw_path,
@@ -159,7 +180,7 @@ class Ingestor:
             request = store.add_request(session, message.recipient, platform, kind)
         message.request_id = request.id
         session.add(message)
-        occurred = mail.date or datetime.now(timezone.utc)
+        occurred = store.utc(message.mail_date) or datetime.now(timezone.utc)
         store.add_event(session, request, message.category, occurred, message_id=message.id,
                         detail=message.subject[:200])
         store.refresh_state(session, request)

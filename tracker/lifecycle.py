@@ -23,6 +23,7 @@ REJECTED = "rejected"              # refused: next step is a complaint
 COMPLAINT_FILED = "complaint_filed"
 
 OPEN_STATES = frozenset({SUBMITTED, CODE_SENT, ACKNOWLEDGED, INFO_REQUESTED})
+_DECIDED_STATES = frozenset({APPROVED, REJECTED, COMPLAINT_FILED})
 
 # Event kinds that are not mail categories.
 EVENT_SUBMITTED = "submitted"
@@ -109,6 +110,12 @@ def derive(events: list[EventFact], submitted: date | None = None) -> Timeline:
     receipt_dates = []
     extension_dates = []
     for event in ordered(events):
+        if event.kind in _RECEIPT_KINDS and state in _DECIDED_STATES:
+            # Objecting again after an answer (a new code or acknowledgement):
+            # a new round, with its own Art. 12(3) clock.
+            if submitted is not None and decided is not None and submitted <= decided:
+                submitted = None
+            receipt_dates, extension_dates, decided = [], [], None
         if event.kind == EVENT_EXTENDED:
             extension_dates.append(event.occurred_at.date())
             if state in (SUBMITTED, CODE_SENT):

@@ -59,7 +59,7 @@ class Message(SQLModel, table=True):
     """Every mail seen, once. Meta mails keep their original bytes as evidence."""
 
     __table_args__ = (
-        UniqueConstraint("dedupe_id", "sha256", name="uq_message_content"),
+        UniqueConstraint("dedupe_id", "content_key", name="uq_message_content"),
         UniqueConstraint("account_id", "folder", "uidvalidity", "uid", name="uq_message_location"),
     )
 
@@ -70,7 +70,8 @@ class Message(SQLModel, table=True):
     uid: int | None = None
     source_path: str | None = None       # for mail ingested from files
     dedupe_id: str = ""                  # Message-ID, "" when the mail has none
-    sha256: str = Field(index=True)
+    content_key: str                     # SHA-256 with line ends normalised (ingest.content_key)
+    sha256: str = Field(index=True)      # SHA-256 of the bytes as received: the evidence's checksum
     size: int = 0
     subject: str = ""
     sender: str = ""

@@ -31,7 +31,7 @@ class ParsedMail:
     subject: str = ""
     sender_name: str = ""
     sender_address: str = ""          # lower case, "" when there is no From
-    recipients: tuple[str, ...] = ()  # lower case: Delivered-To, X-Original-To, To, Cc, without repeats
+    recipients: tuple[str, ...] = ()  # lower case: To, Cc, X-Original-To, Delivered-To, without repeats
     date: datetime | None = None      # timezone-aware, UTC
     message_id: str | None = None     # without angle brackets
     auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
@@ -84,19 +84,25 @@ def _parse_date(message) -> datetime | None:
         return None
     try:
         value = email.utils.parsedate_to_datetime(str(raw))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if value is None:
-        return None
-    if value.tzinfo is None:  # "-0000" or no zone: RFC 5322 says UTC is the best guess
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        if value.tzinfo is None:  # "-0000" or no zone: RFC 5322 says UTC is the best guess
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
+        return None  # year 9999 with a negative zone overflows; nonsense is just "no date"
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
     """Parse one mail. Never raises: problems end up in ``ParsedMail.error``."""
     if not raw or not raw.strip():
         return ParsedMail(error="empty message")
+    try:
+        return _parse(raw)
+    except Exception as err:  # the email package has more ways to fail than can be listed
+        log.debug("cannot parse message", exc_info=True)
+        return ParsedMail(error=f"cannot parse message: {type(err).__name__}: {err}")
+
+
+def _parse(raw: bytes) -> ParsedMail:
     try:
         parsed = mailparser.parse_from_bytes(raw)
     except Exception as err:  # mail-parser raises many kinds on broken input
@@ -121,12 +127,14 @@ def parse_mail(raw: bytes) -> ParsedMail:
         sender_name = (senders[0][0] or "").strip()
         sender_address = (_addresses(senders[:1]) or [""])[0]
 
+    # The address Meta wrote to comes first: a family member's mail forwarded into
+    # one mailbox must join that member's request, not the mailbox owner's.
     # mail-parser has already split the address headers; X-Original-To it leaves as text.
     recipients: list[str] = []
     try:
-        recipients += _addresses(parsed.delivered_to)
-        recipients += _addresses(email.utils.getaddresses(_header_values(message, "X-Original-To")))
         recipients += _addresses(parsed.to) + _addresses(parsed.cc)
+        recipients += _addresses(email.utils.getaddresses(_header_values(message, "X-Original-To")))
+        recipients += _addresses(parsed.delivered_to)
     except Exception as err:
         errors.append(f"unreadable recipients: {err}")
 
@@ -141,7 +149,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
                 if "CharsetDecodeDefect" in description or "Base64" in description:
                     errors.append(description.split(".")[0])
 
-    message_id = (message.get("Message-ID") or "").strip().strip("<>") or None
+    # str(): a Message-ID with raw 8-bit bytes comes back as a Header object.
+    message_id = str(message.get("Message-ID") or "").strip().strip("<>") or None
     return ParsedMail(
         subject=subject,
         sender_name=sender_name,

@@ -37,6 +37,16 @@ def to_db_time(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def start_of(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def end_of(day: date) -> datetime:
+    """For things the person dates by hand (a complaint filed, an extension): a mail of the same
+    day came before them, so they sort after it."""
+    return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=timezone.utc)
+
+
 def _sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:///"):
         return None
@@ -167,7 +177,7 @@ def add_request(session: Session, address: str, platform: str, kind: str, countr
     session.flush()
     if submitted is not None:
         add_event(session, request, lifecycle.EVENT_SUBMITTED,
-                  datetime(submitted.year, submitted.month, submitted.day, tzinfo=timezone.utc))
+                  start_of(submitted))
     refresh_state(session, request)
     return request
 

@@ -53,12 +53,21 @@ def normalise(text: str) -> str:
     German "ß" as it is written in the rules.
     """
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
+        # Fold before NFKC: NFKC would turn the acute accent of "won´t" into a space.
         if _NEEDS_TRANSLATION.search(text):
             text = text.translate(_TRANSLATION)
+        text = unicodedata.normalize("NFKC", text)
     elif "`" in text:
         text = text.translate(_TRANSLATION)
     return " ".join(text.lower().split())
+
+
+_CODE_LIKE = re.compile(r"(?<!\d)\d{6,8}(?!\d)")
+
+
+def mask_codes_in(text: str) -> str:
+    """``text`` with every 6-8 digit run masked: subjects of held or fake code mails carry codes."""
+    return _CODE_LIKE.sub(lambda found: "*" * len(found.group(0)), text)
 
 
 def mask_code(code: str | None) -> str:

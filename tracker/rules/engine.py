@@ -485,7 +485,7 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
         return _Decision(result(META_OTHER, reason, platform=platform, kind=winner.kind), winner, found, text)
 
     otp = None
-    if winner.category != SUSPICIOUS:
+    if verdict.authenticated is True:  # never from unverified mail, even when trusted for its category
         otp = _first_group(winner.extract_otp, text.subject, text.body)
     reference = _first_group(winner.extract_reference, text.subject, text.body)
     meaning = _MEANING[winner.category]
@@ -493,7 +493,9 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
     if winner.category == OTP:
         quoted = re.sub(r"\d", "*", quoted)  # reasons are logged and shown; the code is not
     reason = f"{meaning[0].upper()}{meaning[1:]}: rule {winner.id} matched{quoted}"
-    if winner.category == OTP and otp is None:
+    if winner.category == OTP and verdict.authenticated is not True:
+        reason += ", but the code is not shown: the sender is not verified"
+    elif winner.category == OTP and otp is None:
         reason += ", but no code was found in the mail"
     classification = result(winner.category, reason + ".", platform=platform, kind=_kind_of(text, rules, winner),
                             otp=otp, reference=reference, rule=winner.id)
