@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -33,11 +34,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tracker import store
 from tracker.config import AccountSettings, Settings
-from tracker.errors import ConfigError, SourceError
+from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError
 from tracker.sources.imap import INBOX, ImapConnection
 from tracker.sync import AccountPoll, Poller, ProgressCallback, backoff_seconds
 
 log = logging.getLogger(__name__)
+
+# An IDLE connection that lasted this long was healthy: its loss starts the backoff afresh.
+IDLE_HEALTHY_SECONDS = 60
 
 
 
@@ -48,10 +52,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         yield  # signal handlers can only be set from the main thread
         return
 
-    def handle(signum, _frame) -> None:
-        log.warning("%s received: finishing the current message, then stopping",
-                    signal.Signals(signum).name)
-        stop.set()
+    def handle(_signum, _frame) -> None:
+        stop.set()  # nothing else here: logging from a signal handler can raise in the main thread
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -109,6 +111,7 @@ class Daemon:
             thread.start()
         while not self.stop.wait(1.0):
             pass
+        log.warning("stopping: finishing the current message")
         # Running polls see the flag and stop after the message they are recording.
         self.scheduler.shutdown(wait=True)
         for thread in self._idle_threads:
@@ -139,18 +142,29 @@ class Daemon:
         folder = (account.folders or (INBOX,))[0]
         failures = 0
         while not self.stop.is_set():
+            started = time.monotonic()
             try:
                 with ImapConnection(account) as connection:
-                    failures = 0
                     log.info("%s: waiting for new mail in %s (IDLE)", account.name, folder)
                     connection.watch(folder, self.stop, lambda: self._poll(account))
-            except Exception as err:
+            except MailboxAuthError as err:
+                # Retrying a refused login quickly could get the person's address locked out.
+                log.warning("%s (IDLE); trying again at the next interval", err)
+                self.stop.wait(self.interval.total_seconds())
+            except MailboxConnectionError as err:
+                # Only an IDLE that ran for a while counts as a success that resets the backoff.
+                failures = 1 if time.monotonic() - started > IDLE_HEALTHY_SECONDS else failures + 1
+                delay = backoff_seconds(failures, base=5.0, cap=self.interval.total_seconds())
+                log.warning("%s (IDLE); connecting again in %.0f s", err, delay)
+                self.stop.wait(delay)
+            except (SourceError, ConfigError) as err:
+                # No IDLE support, or the folder is refused: retrying changes nothing.
+                log.error("%s; IDLE is off for this account, the interval polls go on", err)
+                return
+            except Exception:
                 failures += 1
                 delay = backoff_seconds(failures, base=5.0, cap=self.interval.total_seconds())
-                if isinstance(err, (SourceError, ConfigError)):
-                    log.warning("%s (IDLE); connecting again in %.0f s", err, delay)
-                else:
-                    log.exception("%s: IDLE watcher failed; starting again in %.0f s", account.name, delay)
+                log.exception("%s: IDLE watcher failed; starting again in %.0f s", account.name, delay)
                 self.stop.wait(delay)
 
 

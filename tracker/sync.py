@@ -10,10 +10,12 @@ One folder is polled like this (``Poller.sync_folder``):
    highest UID" in either order.)
 2. Something is new: take the folder's lease in the database, so no other
    process polls this folder at the same time, and EXAMINE it (read-only).
-3. SEARCH on the server for mail whose From mentions Meta (see
-   ``sender_search_terms``), after the checkpoint's UID and not before the
-   account's ``since`` date. On the first sync that narrows a mailbox of
-   tens of thousands of mails to the few that concern Meta.
+3. Find the new mail whose From mentions Meta (see ``sender_search_terms``),
+   not before the account's ``since`` date. The first sync asks the server
+   to SEARCH, which narrows a mailbox of tens of thousands of mails to the
+   few that concern Meta without downloading anything; later polls read the
+   From header of each new mail and match it here, so a server whose search
+   index lags behind delivery cannot make us pass a mail over.
 4. FETCH the matches in small batches with BODY.PEEK[]. Each message, its
    events, its alerts and the checkpoint advance to its UID are committed in
    one transaction, so the checkpoint never passes a message that is not in
@@ -23,7 +25,7 @@ One folder is polled like this (``Poller.sync_folder``):
    mails in between were searched and do not concern Meta.
 
 Later polls narrow the same way as the first one: only new mail whose From
-mentions Meta is downloaded. The person's other mail never leaves the server,
+mentions Meta is downloaded (other new mail gives only its From header). The person's other mail never leaves the server,
 which saves bandwidth and keeps private mail out of the tracker's database,
 and a mail is treated the same whether it came before or after the first sync.
 
@@ -44,6 +46,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from datetime import date, datetime, timedelta
 from typing import Iterator
 
@@ -55,7 +58,7 @@ from sqlmodel import Session, select
 from tracker import alerts, store
 from tracker.config import AccountSettings, Settings
 from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, TrackerError
-from tracker.ingest import DUPLICATE, NEW, Ingestor
+from tracker.ingest import NEW, Ingestor
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
 from tracker.sources.base import MailItem
 from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, ServerRefused, Traffic
@@ -93,6 +96,16 @@ def sender_search_terms(meta_domains: tuple[str, ...]) -> list[str]:
     """
     terms = [*BRAND_SEARCH_WORDS, *LOOKALIKE_SEARCH_WORDS, *SHORT_BRAND_SEARCH_WORDS, *meta_domains]
     return list(dict.fromkeys(term.lower() for term in terms))
+
+
+def sender_mentions(from_header: str, terms: list[str]) -> bool:
+    """The local twin of SEARCH FROM: does the decoded From header contain one of ``terms``?"""
+    try:
+        decoded = str(make_header(decode_header(from_header)))
+    except (ValueError, LookupError, UnicodeError):
+        decoded = from_header
+    decoded = decoded.lower()
+    return any(term in decoded for term in terms)
 
 
 def search_criteria(meta_domains: tuple[str, ...], after_uid: int, since: date | None) -> list:
@@ -293,7 +306,7 @@ class Poller:
         account_id = self._account_id(account)
         connection = self.connect(account)
         result = AccountPoll(account.name, traffic=connection.traffic)
-        refused: list[str] = []
+        problems: list[str] = []
         try:
             with connection:
                 for folder in account.folders or connection.default_folders():
@@ -303,8 +316,17 @@ class Poller:
                         result.folders.append(self.sync_folder(connection, account, account_id, folder))
                     except ServerRefused as err:  # e.g. a configured folder that does not exist
                         result.folders.append(FolderPoll(folder, skipped="refused by the server"))
-                        refused.append(str(err))
-            result.error = "; ".join(refused) or None
+                        problems.append(str(err))
+                    except (SourceError, ConfigError):
+                        raise  # the connection or the account is at fault: the other folders would fail too
+                    except Exception as err:
+                        # The database, the evidence folder, or a bug: this folder stays where its
+                        # last commit left it, the other folders are still read, and the account's
+                        # health shows the error, so nothing stalls unseen.
+                        log.debug("%s/%s: poll failed", account.name, folder, exc_info=True)
+                        result.folders.append(FolderPoll(folder, skipped="failed"))
+                        problems.append(f"account {account.name}: folder {folder}: {err}")
+            result.error = "; ".join(problems) or None
         except (SourceError, ConfigError) as err:
             result.error = str(err)
             result.transient = isinstance(err, MailboxConnectionError)
@@ -349,15 +371,33 @@ class Poller:
         else:
             after_uid = checkpoint.last_uid
         if status.uidnext > after_uid + 1:
-            criteria = search_criteria(self.settings.authenticity.meta_domains, after_uid, account.since)
-            # "n:*" also returns the last message when n is past it: keep only UIDs after the checkpoint.
-            uids = [uid for uid in connection.search(criteria) if uid > after_uid]
+            uids = self._new_uids_from_meta(connection, account, after_uid)
             result.matched = len(uids)
             if not self._record_all(connection, account, account_id, folder, status, uids, lease, result):
                 result.interrupted = True
                 return result
         self._finish_checkpoint(account_id, folder, status, lease)
         return result
+
+    def _new_uids_from_meta(self, connection: ImapConnection, account: AccountSettings, after_uid: int) -> list[int]:
+        """UIDs after ``after_uid`` whose From mentions Meta (or imitates it), oldest first.
+
+        The first sync of a folder asks the server to SEARCH: that narrows tens of
+        thousands of mails without downloading anything. Later polls read the From
+        header of each new mail and decide here instead: a server's search index
+        can lag behind delivery (Exchange, Gmail), and a mail it missed just after
+        arrival would be passed over for good. Reading the headers costs in
+        proportion to the new mail, not to the mailbox.
+        """
+        terms = sender_search_terms(self.settings.authenticity.meta_domains)
+        if after_uid == 0:
+            criteria = search_criteria(self.settings.authenticity.meta_domains, after_uid, account.since)
+            # "n:*" also returns the last message when n is past it: keep only UIDs after the checkpoint.
+            return [uid for uid in connection.search(criteria) if uid > after_uid]
+        since = account.since
+        return [uid for uid, sender, arrived in connection.senders_after(after_uid)
+                if uid > after_uid and sender_mentions(sender, terms)
+                and (since is None or arrived is None or arrived.date() >= since)]
 
     def _record_all(self, connection: ImapConnection, account: AccountSettings, account_id: int, folder: str,
                     status: FolderStatus, uids: list[int], lease: FolderLease, result: FolderPoll) -> bool:
@@ -385,11 +425,9 @@ class Poller:
         with self.db.session() as session:
             lease.renew(session)
             account = session.get(Account, account_id)
-            try:
-                with session.begin_nested():
-                    outcome, _message = self.ingestor.record(session, account, item)
-            except IntegrityError:
-                outcome = DUPLICATE  # the same mail, committed by another account's poller just now
+            # A mail seen before (another folder, another account) inserts nothing; the
+            # lease renewal above holds SQLite's write lock, so no other writer races us here.
+            outcome, _message = self.ingestor.record(session, account, item)
             checkpoint = self._checkpoint_row(session, account_id, folder)
             checkpoint.last_uid = max(checkpoint.last_uid, mail.uid)
             checkpoint.updated_at = utcnow()
@@ -412,6 +450,11 @@ class Poller:
         with self.db.session() as session:
             row = store.get_or_create_account(session, account.name, account.host, account.username)
             if (row.host, row.username) != (account.host, account.username):
+                if row.host is not None:
+                    # Another mailbox under the same name: its UIDs mean other mails.
+                    log.info("%s: now %s@%s; its folders will be read from the start",
+                             account.name, account.username, account.host)
+                    session.execute(delete(Checkpoint).where(Checkpoint.account_id == row.id))
                 row.host, row.username = account.host, account.username
                 session.add(row)
             return row.id

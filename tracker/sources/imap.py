@@ -187,7 +187,13 @@ class ImapConnection:
                 token = _run_secret_command(account, account.oauth2_token_command, "oauth2_token_command")
                 client.oauth2_login(account.username, token)
             else:
-                client.login(account.username, read_password(account))
+                password = read_password(account)
+                try:
+                    client.login(account.username, password)
+                except UnicodeError:
+                    # imaplib's LOGIN is ASCII only; its error would quote the password.
+                    raise MailboxAuthError(f"account {account.name}: the password has characters other than "
+                                           f"ASCII, which IMAP LOGIN cannot send") from None
         log.debug("%s: logged in to %s as %s", account.name, self.where, account.username)
 
     def close(self) -> None:
@@ -316,6 +322,30 @@ class ImapConnection:
         with self._errors(f"searching {self._selected}"):
             self.traffic.commands += 1
             return sorted(self.client.search(criteria))
+
+    def senders_after(self, after_uid: int) -> list[tuple[int, str, datetime | None]]:
+        """(UID, From header, INTERNALDATE) of every message after ``after_uid``: headers only, no body.
+
+        The UIDs come from the folder's UID map (SEARCH UID n:*, exact even where
+        the server's text index lags), the headers a bounded chunk at a time.
+        """
+        with self._errors(f"listing new mail in {self._selected}"):
+            self.traffic.commands += 1
+            uids = sorted(uid for uid in self.client.search(["UID", f"{after_uid + 1}:*"]) if uid > after_uid)
+        senders = []
+        for start in range(0, len(uids), SIZE_CHUNK):
+            chunk = uids[start:start + SIZE_CHUNK]
+            with self._errors(f"reading new senders in {self._selected}"):
+                self.traffic.commands += 1
+                response = self.client.fetch(chunk, [b"BODY.PEEK[HEADER.FIELDS (FROM)]", b"INTERNALDATE"])
+            for uid in chunk:
+                data = response.get(uid)
+                if data is None:
+                    continue  # expunged meanwhile
+                header = next((value for key, value in data.items() if key.startswith(b"BODY[HEADER")), b"")
+                senders.append((uid, bytes(header or b"").decode("utf-8", "replace"),
+                                _as_utc(data.get(b"INTERNALDATE"))))
+        return senders
 
     def fetch_in_batches(self, uids: list[int]) -> Iterator[list[FetchedMail]]:
         """Fetch the given UIDs, a bounded batch at a time, oldest first.
