@@ -17,6 +17,7 @@ word as whole only when the pattern puts a space on both sides of it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _SPECIAL = set("\\.^$*+?{}[]()|")
@@ -95,9 +96,13 @@ def words_of(text: str) -> frozenset[str]:
     return frozenset(text.split(" "))
 
 
-def _split_alternatives(pattern: str) -> list[str] | None:
-    """The top-level alternatives of ``pattern``; None if it cannot be read simply."""
-    alternatives, depth, in_class, start, i = [], 0, False, 0, 0
+def _structure(pattern: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, char) of each "(", ")" and "|" outside escapes and [...] classes.
+
+    Ends with (len(pattern), "") when every class is closed, so a caller can
+    tell a pattern it reads completely from one it cannot.
+    """
+    i, in_class = start, False
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
@@ -110,15 +115,29 @@ def _split_alternatives(pattern: str) -> list[str] | None:
             if pattern[i + 1:i + 2] == "]" or pattern[i + 1:i + 3] == "^]":  # "[]...]": "]" is a member
                 i += 2 if pattern[i + 1] == "]" else 3
                 continue
-        elif char == "(":
+        elif char in "()|":
+            yield i, char
+        i += 1
+    if not in_class:
+        yield len(pattern), ""
+
+
+def _split_alternatives(pattern: str) -> list[str] | None:
+    """The top-level alternatives of ``pattern``; None if it cannot be read simply."""
+    alternatives, depth, start = [], 0, 0
+    for i, char in _structure(pattern):
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
         elif char == "|" and depth == 0:
             alternatives.append(pattern[start:i])
             start = i + 1
-        i += 1
-    if depth != 0 or in_class:
+        elif char == "":
+            break
+    else:
+        return None  # a class that is never closed
+    if depth != 0:
         return None
     alternatives.append(pattern[start:])
     return alternatives
@@ -126,23 +145,14 @@ def _split_alternatives(pattern: str) -> list[str] | None:
 
 def _closing_paren(pattern: str, start: int) -> int:
     """Index of the ")" that closes the "(" at ``start``; -1 if there is none."""
-    depth, in_class, i = 0, False, start
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
+    depth = 0
+    for i, char in _structure(pattern, start):
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     return -1
 
 
