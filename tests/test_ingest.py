@@ -174,3 +174,14 @@ def test_a_damaged_header_does_not_stop_the_run(cli, tmp_path):
     (tmp_path / "b-good.eml").write_bytes(meta_mail(REFUSAL))
     assert cli("ingest", tmp_path).stdout.startswith("2 new,")
     assert [r["state"] for r in cli.json("status", "--json")["requests"]] == ["rejected"]
+
+
+def test_reviewed_mails_leave_the_review_list_but_stay_recorded(cli):
+    cli("ingest", SAMPLE_MAIL)
+    review = cli.json("status", "--json")["review"]
+    first, rest = review[0]["id"], review[1:]
+    assert "Reviewed" in cli("reviewed", first).stdout
+    after = cli.json("status", "--json")
+    assert [m["id"] for m in after["review"]] == [m["id"] for m in rest]
+    assert after["messages_seen"] > 30
+    assert "not on the review list: 9999" in cli("reviewed", "9999", expect=1).output

@@ -234,6 +234,22 @@ def demo(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@app.command()
+def reviewed(
+    ctx: typer.Context,
+    message_ids: Annotated[list[int], typer.Argument(help="Numbers from the 'Mails to review' list of `status`.")],
+) -> None:
+    """Take mails you have looked at off the review list (the mails stay recorded)."""
+    with _state(ctx).db.session() as session:
+        done = store.mark_reviewed(session, message_ids)
+    missing = sorted(set(message_ids) - set(done))
+    if done:
+        console.print(f"Reviewed: {', '.join(map(str, done))}.")
+    if missing:
+        err_console.print(f"not on the review list: {', '.join(map(str, missing))}", markup=False)
+        raise typer.Exit(1)
+
+
 # ---- requests ---------------------------------------------------------------
 
 def _parse_day(value: str | None, option: str) -> date | None:

@@ -31,7 +31,3 @@ class StoreError(TrackerError):
 
 class NotFoundError(TrackerError):
     """A request, complaint or authority named by the user does not exist."""
-
-
-class AlertError(TrackerError):
-    """An alert channel is misconfigured or could not be reached."""

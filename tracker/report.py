@@ -53,6 +53,7 @@ def render_status(console: Console, status: dict) -> None:
             review.add_row(str(m["id"]), f"[{style}]{m['category']}[/]", (m["date"] or "-")[:10],
                            f"{m['sender_name']} <{m['sender']}>", m["subject"], m["reason"])
         console.print(review)
+        console.print("Looked at one? `privacy-tracker reviewed ID` takes it off this list.", markup=False)
 
     for notice in status.get("suggestions", ()):
         console.print(f"[yellow]Meta announced AI training to {notice['address']} "

@@ -208,6 +208,15 @@ def messages_for_review(session: Session, categories) -> list[Message]:
                              .order_by(Message.mail_date)))
 
 
+def mark_reviewed(session: Session, message_ids: list[int]) -> list[int]:
+    """Take mails off the review list; returns the ids that were on it."""
+    found = list(session.exec(select(Message).where(Message.id.in_(message_ids), Message.reviewed == False)))  # noqa: E712
+    for message in found:
+        message.reviewed = True
+        session.add(message)
+    return sorted(m.id for m in found)
+
+
 def messages_of_request(session: Session, request_id: int) -> list[Message]:
     return list(session.exec(select(Message).where(Message.request_id == request_id)
                              .order_by(Message.mail_date)))
