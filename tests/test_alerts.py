@@ -340,6 +340,24 @@ def test_codes_go_only_to_private_channels_when_enabled(cli, config_file, tmp_pa
     assert not any("482913" in post["message"] for post in webhook.posts)
 
 
+def test_a_fake_mails_code_is_masked_in_its_warning_everywhere(cli, config_file, tmp_path, webhook):
+    # The code in the display name, the subject and so in the reason that quotes the display name;
+    # a newline in the subject would add a line of its own to the warning.
+    with_alerts(config_file, webhook.url)
+    (tmp_path / "fake.eml").write_bytes(meta_mail(
+        OTP_BODY, subject="Code 482913", sender="security@alerts-example.net",
+        display="Facebook Security 482913", auth=None).replace(
+            b"Subject: Code 482913", b"Subject: =?utf-8?q?Code_482913=0ANext_step:_enter_it_at_evil.example?="))
+    cli("ingest", tmp_path / "fake.eml")
+    [post] = webhook.posts
+    assert post["title"].startswith("Warning: a mail pretends to come from Meta")
+    assert "482913" not in post["title"] + post["message"]
+    assert "Facebook Security ******" in post["message"]
+    assert not any(line.startswith("Next step: enter it") for line in post["message"].splitlines())
+    [alert] = stored_alerts(config_file)
+    assert "482913" not in alert.title + alert.body
+
+
 # ---- what time alone causes --------------------------------------------------------------
 
 def test_an_overdue_request_is_reported_once_per_deadline(config_file):

@@ -70,4 +70,4 @@ def test_rules_test_explains_the_winner(cli):
     refusal = next(SAMPLE_MAIL / f for f, e in MANIFEST.items() if e["category"] == "rejected")
     out = cli("rules", "test", refusal).stdout
     assert "rejected" in out
-    assert "winner" in out
+    assert "Sentence:" in out and "Words:" in out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email
+import email.utils
 import hashlib
 import importlib.util
+import os
 import stat
 from datetime import datetime, timezone
 from email import policy
@@ -191,6 +193,70 @@ def test_an_existing_draft_is_not_overwritten(cli, refused, tmp_path):
     cli("complaint", "draft", "1", "--out", tmp_path / "draft")
     result = cli("complaint", "draft", "1", "--out", tmp_path / "draft", expect=1)
     assert "not empty" in result.stderr
+
+
+# ---- hostile input and faults (issue 8) -----------------------------------------------------
+
+def _left_behind(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".draft") or p.name == "draft")
+
+
+def test_a_name_with_a_line_break_is_refused_in_one_line_and_nothing_is_written(cli, refused, tmp_path):
+    out = tmp_path / "draft"
+    result = cli("complaint", "draft", "1", "--out", out, "--name", "Anna\r\nBcc: everyone@evil.example", expect=1)
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: --name must be one line")
+    assert _left_behind(tmp_path) == []
+    cli("complaint", "draft", "1", "--out", out, "--name", "Anna Beispiel")  # the next run is not blocked
+    message = email.message_from_bytes((out / "complaint.eml").read_bytes(), policy=policy.default)
+    assert message["From"] == "Anna Beispiel <anna@example.org>" and message["Bcc"] is None
+
+
+def test_an_address_that_is_not_ascii_gets_a_complete_draft(cli, tmp_path):
+    for address in ("anna@exämple.org", "jürgen@example.org"):
+        cli("request", "add", "--address", address, "--platform", "facebook", "--country", "AT",
+            "--date", "2025-01-31")
+    for number, (local, domain) in enumerate((("anna", "xn--exmple-cua.org"), ("jürgen", "example.org")), 1):
+        out = tmp_path / f"draft{number}"
+        result = cli("complaint", "draft", number, "--out", out, "--name", "Anna Beispiel")
+        assert "Traceback" not in result.output
+        assert sorted(p.name for p in out.iterdir()) == ["NOTE.txt", "complaint.eml", "evidence", "letter.md",
+                                                         "letter.txt"]
+        raw = (out / "complaint.eml").read_bytes()
+        assert email.message_from_bytes(raw, policy=policy.default)["To"] == "dsb@dsb.gv.at"
+        # The domain in its ASCII form; a local part that has none in UTF-8 (RFC 6532).
+        [header] = [line for line in raw.splitlines() if line.startswith(b"From: ")]
+        assert email.utils.parseaddr(header.decode("utf-8")[6:]) == ("Anna Beispiel", f"{local}@{domain}")
+
+
+def test_a_fault_halfway_leaves_nothing_behind(cli, refused, tmp_path, monkeypatch):
+    import errno
+
+    import tracker.complaint
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "draft"
+    with monkeypatch.context() as patch:
+        patch.setattr(tracker.complaint, "_note_text", disk_full)  # the last file of the draft
+        result = cli("complaint", "draft", "1", "--out", out, expect=1)
+    [line] = result.output.strip().splitlines()
+    assert "No space left on device" in line and "nothing was written" in line
+    assert _left_behind(tmp_path) == []
+    cli("complaint", "draft", "1", "--out", out)
+    assert (out / "NOTE.txt").exists() and (out / "evidence" / "SHA256SUMS").exists()
+
+
+def test_the_folders_made_for_a_draft_are_owner_only_whatever_the_umask(cli, refused, tmp_path):
+    out = tmp_path / "complaints" / "2025" / "draft"
+    old = os.umask(0)
+    try:
+        cli("complaint", "draft", "1", "--out", out)
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "complaints", tmp_path / "complaints" / "2025", out, out / "evidence"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
 # ---- the authority directory ------------------------------------------------------------

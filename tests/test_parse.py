@@ -98,3 +98,50 @@ def test_the_address_meta_wrote_to_comes_before_the_delivery_mailbox():
 
 def test_an_acute_accent_used_as_apostrophe_is_folded():
     assert normalise("we won\u00b4t honour") == "we won't honour"
+
+
+# --- From and repeated headers: what the authenticity check needs (issue 8, item 5) --------------
+
+def test_repeated_headers_are_counted_and_every_from_is_kept():
+    mail = parse_mail(b"To: victim@example.org\r\nFrom: Facebook <security@facebookmail.com>\r\n"
+                      b"from: Mallory <m@evil.example>\r\nTo: anna@example.org\r\nSubject: x\r\n\r\nbody")
+    assert mail.header_counts["to"] == 2 and mail.header_counts["from"] == 2
+    assert mail.header_counts["subject"] == 1
+    assert mail.senders == (("Facebook", "security@facebookmail.com"), ("Mallory", "m@evil.example"))
+    assert (mail.sender_name, mail.sender_address) == ("Facebook", "security@facebookmail.com")
+
+
+def test_an_address_inside_an_encoded_display_name_stays_in_the_name():
+    mail = parse_mail(b"From: =?utf-8?q?Facebook_<security@facebookmail.com>?= <x@evil.example>\r\n"
+                      b"To: anna@example.org\r\nSubject: x\r\n\r\nbody")
+    assert mail.sender_address == "x@evil.example"
+    assert mail.sender_name == "Facebook <security@facebookmail.com>"
+    assert mail.from_headers == ("Facebook <security@facebookmail.com> <x@evil.example>",)
+
+
+def test_a_utf8_from_header_is_read_as_utf8():
+    mail = parse_mail("From: F\u0430cebook <security@f\u0430cebookmail.com>\r\nSubject: x\r\n\r\nbody".encode())
+    assert mail.sender_name == "F\u0430cebook"
+    assert mail.sender_address == "security@f\u0430cebookmail.com"
+
+
+def test_a_name_in_a_comment_is_the_display_name():
+    mail = parse_mail(b"From: x@evil.example (=?utf-8?q?Facebook_Security?=)\r\nSubject: x\r\n\r\nbody")
+    assert (mail.sender_name, mail.sender_address) == ("Facebook Security", "x@evil.example")
+
+
+def test_hostile_from_headers_do_not_crash_or_stall():
+    import time
+    for value in (b"(" * 5_000 + b"a@example.org", b"a@example.org, " * 20_000, b"<" * 50_000,
+                  b"=?utf-8?q?A?= " * 5_000 + b"<a@example.org>", b"\"" + b"a\\" * 20_000):
+        started = time.perf_counter()
+        mail = parse_mail(b"From: " + value + b"\r\nSubject: x\r\n\r\nbody")
+        assert time.perf_counter() - started < 5
+        assert mail.subject == "x"
+
+
+def test_a_repeated_subject_is_one_text_the_topmost():
+    mail = parse_mail(b"From: a@example.org\r\nSubject: We will not honour your objection\r\n"
+                      b"Subject: We will honour your objection\r\n\r\nbody")
+    assert mail.subject == "We will not honour your objection"
+    assert mail.header_counts["subject"] == 2

@@ -37,6 +37,7 @@ from tracker import lifecycle, store
 from tracker.config import Settings
 from tracker.logs import redact
 from tracker.models import Account, Alert, Complaint, Message, Request
+from tracker.safe_text import one_line
 from tracker.text import mask_codes_in
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,23 @@ def queue(session: Session, key: str, reason: str, title: str, body: str, *,
     return alert
 
 
+def _quoted(text: str | None) -> str:
+    """Mail text as an alert quotes it: one line, no control codes, and 6-8 digit runs masked
+    (a fake or held code mail carries its code in the subject, the display name, or the
+    reason that quotes them; these alerts go to every channel)."""
+    return mask_codes_in(one_line(text))
+
+
 def queue_for_request_mail(session: Session, request: Request, message: Message) -> None:
     """Alerts a request mail causes: a refusal, or a request for more information."""
     what = describe_request(request)
     when = _day(message.mail_date)
+    subject = one_line(message.subject)  # a newline in it would add a line of its own to the alert
     if message.category == "rejected":
         # Keyed by the refusal mail: a second refusal (after objecting again) is news too.
         queue(session, f"request:{request.id}:{REFUSED}:{message.id}", REFUSED,
               f"Meta refused your {request.platform.capitalize()} request ({request.address})",
-              f"On {when} Meta refused {what} (mail: \"{message.subject}\").\n"
+              f"On {when} Meta refused {what} (mail: \"{subject}\").\n"
               f"Next step: draft a complaint to the data protection authority:\n"
               f"  privacy-tracker complaint draft {request.id}",
               request_id=request.id, message_id=message.id)
@@ -92,7 +101,7 @@ def queue_for_request_mail(session: Session, request: Request, message: Message)
         queue(session, f"request:{request.id}:{INFO_REQUESTED}:{message.id}", INFO_REQUESTED,
               f"Meta asks for more information ({request.address})",
               f"On {when} Meta asked for more information about {what} "
-              f"(mail: \"{message.subject}\").\n"
+              f"(mail: \"{subject}\").\n"
               f"Next step: answer Meta's mail, then check the request:\n"
               f"  privacy-tracker request show {request.id}",
               request_id=request.id, message_id=message.id)
@@ -101,23 +110,20 @@ def queue_for_request_mail(session: Session, request: Request, message: Message)
 def queue_for_review_mail(session: Session, message: Message) -> None:
     """Alerts for mail that never changes a request: unrecognised Meta mail and impersonation."""
     when = _day(message.mail_date)
+    subject, reason = _quoted(message.subject), _quoted(message.reason)
     if message.category == "suspicious":
-        # Subjects are masked: a fake or held code mail often carries the code there,
-        # and these alerts go to every channel.
-        subject = mask_codes_in(message.subject)
         queue(session, f"message:{message.id}:{IMPERSONATION}", IMPERSONATION,
               f"Warning: a mail pretends to come from Meta ({message.recipient or 'unknown recipient'})",
-              f"On {when} a mail from \"{message.sender_name}\" <{message.sender}> with the subject "
-              f"\"{subject}\" claimed to be from Meta but is not ({message.reason}).\n"
+              f"On {when} a mail from \"{_quoted(message.sender_name)}\" <{one_line(message.sender)}> with the "
+              f"subject \"{subject}\" claimed to be from Meta but is not ({reason}).\n"
               f"Do not click its links, reply, or enter any code it contains.\n"
               f"  privacy-tracker status",
               message_id=message.id)
     elif message.category == "meta_other":
-        subject = mask_codes_in(message.subject)
         queue(session, f"message:{message.id}:{REVIEW}", REVIEW,
               f"A mail from Meta needs your review ({message.recipient or 'unknown recipient'})",
-              f"On {when} Meta sent \"{subject}\" from <{message.sender}>, which no rule "
-              f"recognises ({message.reason}). Read it and, if it concerns a request, note it:\n"
+              f"On {when} Meta sent \"{subject}\" from <{one_line(message.sender)}>, which no rule "
+              f"recognises ({reason}). Read it and, if it concerns a request, note it:\n"
               f"  privacy-tracker status",
               message_id=message.id)
 

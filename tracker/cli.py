@@ -7,7 +7,6 @@ exit status 1; wrong arguments exit with 2.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -16,6 +15,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -24,9 +24,12 @@ from tracker import __version__, report, store
 from tracker import vocabulary as v
 from tracker.config import Settings, load_settings, settings_from_dict
 from tracker.errors import TrackerError
+from tracker.safe_text import json_text, plain, terminal
 
-console = Console()
-err_console = Console(stderr=True)
+# Mail text reaches these consoles only through safe_text (terminal() where markup
+# is on, plain() where it is off). No emoji codes: ":name:" in a subject stays as written.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 log = logging.getLogger("tracker")
 
 
@@ -37,8 +40,12 @@ class TrackerGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except TrackerError as err:
-            err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"error: {plain(err)}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from err
+        except click.ClickException as err:
+            # Wrong arguments quote them ("Path '...' does not exist."): a file name may hold escape codes.
+            err.message = plain(err.message)
+            raise
 
 
 app = typer.Typer(cls=TrackerGroup, help="Track GDPR objections and data requests to Meta from your mailbox.",
@@ -95,7 +102,10 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (TOML). "
                       "Default: $PRIVACY_TRACKER_CONFIG, else the user config folder.")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    # A counted flag takes no value: no type in the help (typer would show "<int>", which reads as `-v N`).
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, metavar="", show_default=False,
+                                         help="More log output; repeat it: -v info, -vv debug, -vvv debug of "
+                                              "the libraries too (never mail content).")] = 0,
     log_json: Annotated[bool, typer.Option("--log-json", help="Log as JSON lines on stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
                                           is_eager=True, callback=_print_version)] = False,
@@ -143,13 +153,15 @@ def classify(
         mail, result = classify_raw(item.raw, rules, settings)
         record = _classification_record(item, mail, result)
         if as_json:
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(record) + "\n")
         else:
-            otp = f"  code {record['otp']}" if record["otp"] else ""
-            error = f"  [red]error: {record['error']}[/]" if record["error"] else ""
-            console.print(f"{record['path']}: [bold]{record['category']}[/] "
-                          f"{record['platform'] or ''} {record['kind'] or ''} "
-                          f"(rule {record['rule']}, {record['authenticity']}){otp}{error}", highlight=False)
+            shown = {key: terminal(value) for key, value in record.items()}
+            otp = f"  code {shown['otp']}" if record["otp"] else ""
+            error = f"  [red]error: {shown['error']}[/]" if record["error"] else ""
+            console.print(f"{shown['path']}: [bold]{shown['category']}[/] "
+                          f"{shown['platform']} {shown['kind']} "
+                          f"(rule {terminal(record['rule'] or '-')}, {shown['authenticity']}){otp}{error}",
+                          highlight=False)
 
 
 def _ingest_paths(state: State, paths: list[Path]):
@@ -193,7 +205,7 @@ def _print_status(state: State, as_json: bool) -> None:
     with state.db.session() as session:
         data = build_status(session, _today())
     if as_json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text(data, indent=2) + "\n")
     else:
         report.render_status(console, data)
 
@@ -223,12 +235,12 @@ def demo(
         state = State(None)
         state._settings = settings
         stats = _ingest_paths(state, [bundled_sample_mail()])
-        console.print(f"Demo: ingested {stats.new} sample mails from {bundled_sample_mail()} "
+        console.print(f"Demo: ingested {stats.new} sample mails from {terminal(bundled_sample_mail())} "
                       f"({stats.errors} damaged, recorded with their error).\n")
         _print_status(state, as_json=False)
         state.db.dispose()
         if keep:
-            console.print(f"\nDemo database: {folder / 'demo.sqlite3'}")
+            console.print(f"\nDemo database: {terminal(folder / 'demo.sqlite3')}")
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -281,7 +293,8 @@ def request_add(
     with _state(ctx).db.session() as session:
         request = store.add_request(session, address, platform, kind, country=country and country.upper(),
                                     region=region and region.upper(), submitted=day, notes=notes)
-        console.print(f"Request #{request.id} added: {request.address}, {platform}, {kind}, state {request.state}.")
+        console.print(f"Request #{request.id} added: {terminal(request.address)}, {platform}, {kind}, "
+                      f"state {request.state}.")
 
 
 @request_app.command("show")
@@ -307,11 +320,11 @@ def request_show(
                            "message": e.message_id})
         summary["notes"] = request.notes
     if as_json:
-        sys.stdout.write(json.dumps({**summary, "events": events}, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_text({**summary, "events": events}, indent=2) + "\n")
     else:
         report.render_timeline(console, summary, events)
         if summary["notes"]:
-            console.print(f"Notes: {summary['notes']}", markup=False)
+            console.print(f"Notes: {plain(summary['notes'], multiline=True)}", markup=False, highlight=False)
 
 
 @request_app.command("note")
@@ -347,10 +360,12 @@ def rules_test(
     rules = load_rules(settings.rules.file)
     for item in LocalSource(files).messages():
         mail = parse_mail(item.raw)
-        console.rule(item.label)
+        console.rule(terminal(item.label))
         if item.error or mail.error:
-            console.print(f"error: {item.error or mail.error}", markup=False)
-        console.print(explain(mail, rules, settings.authenticity).to_text(), markup=False, highlight=False)
+            console.print(f"error: {plain(item.error or mail.error)}", markup=False, highlight=False)
+        # to_text() quotes the mail (subject, sender, matched text): its lines are kept, its control codes not.
+        console.print(plain(explain(mail, rules, settings.authenticity).to_text(), multiline=True),
+                      markup=False, highlight=False)
 
 
 # ---- deadlines, alerts, complaints -------------------------------------------
@@ -391,7 +406,7 @@ def alerts_test(ctx: typer.Context) -> None:
                           markup=False)
         raise typer.Exit(1)
     for channel, error in results:
-        typer.echo(f"ok      {channel}" if error is None else f"FAILED  {channel}: {error}")
+        typer.echo(f"ok      {plain(channel)}" if error is None else f"FAILED  {plain(channel)}: {plain(error)}")
     if any(error is not None for _, error in results):
         raise typer.Exit(1)
 
@@ -411,7 +426,7 @@ def alerts_send(ctx: typer.Context) -> None:
     console.print(f"{len(result.sent)} sent, {len(result.retrying)} failed (retried later), "
                   f"{len(result.gave_up)} given up.")
     for error in result.errors:
-        typer.echo(f"  {error}")
+        typer.echo(f"  {plain(error)}")
     if not result.ok:
         raise typer.Exit(1)
 
@@ -452,14 +467,14 @@ def complaint_draft(
                                 out=out, name=name, country=country, region=region, today=_today())
     competence = draft.competence
     if authority is None and competence.authority is None:
-        console.print(f"[yellow]{competence.explanation}[/] Drafted to {draft.authority.code} instead, "
+        console.print(f"[yellow]{terminal(competence.explanation)}[/] Drafted to {draft.authority.code} instead, "
                       f"Meta's lead authority.", highlight=False)
     console.print(f"Complaint to {draft.authority.name} ({draft.authority.code}), in "
-                  f"{'German' if draft.language == 'de' else 'English'}: {draft.folder}", highlight=False)
+                  f"{'German' if draft.language == 'de' else 'English'}: {terminal(draft.folder)}", highlight=False)
     for path in draft.files:
-        console.print(f"  {path.relative_to(draft.folder)}", markup=False, highlight=False)
+        console.print(f"  {plain(path.relative_to(draft.folder))}", markup=False, highlight=False)
     for warning in draft.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {terminal(warning)}", highlight=False)
     console.print("Read NOTE.txt for how to file it.")
 
 
@@ -479,7 +494,7 @@ def complaint_filed(
     with _state(ctx).db.session() as session:
         complaint = record_filing(session, request_id, authority, day, reference)
     console.print(f"Complaint for request #{request_id} recorded: {complaint.authority}, filed {day}"
-                  f"{', reference ' + reference if reference else ''}. The authority has to answer by "
+                  f"{', reference ' + terminal(reference) if reference else ''}. The authority has to answer by "
                   f"{authority_deadline(day)} (Art. 78(2)).", highlight=False)
 
 
@@ -524,9 +539,9 @@ def poll(
     for result in results:
         # soft_wrap: one line per account however narrow the terminal, so logs and grep see it whole.
         if result.error:
-            err_console.print(f"error: {result.error}", markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"error: {plain(result.error)}", markup=False, highlight=False, soft_wrap=True)
         else:
-            console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+            console.print(plain(result.summary()), markup=False, highlight=False, soft_wrap=True)
     if any(result.error for result in results):
         raise typer.Exit(1)
 

@@ -25,10 +25,14 @@ import hashlib
 import logging
 import os
 import re
+import shutil
+import tempfile
 import textwrap
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from email import policy as email_policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr
 from functools import cache
@@ -43,6 +47,7 @@ from tracker.config import Settings
 from tracker.errors import NotFoundError, TrackerError
 from tracker.models import Complaint, Message, Request
 from tracker.parse import parse_mail
+from tracker.safe_text import markdown as markdown_text, one_line, strip_controls
 
 log = logging.getLogger(__name__)
 
@@ -344,13 +349,17 @@ class Letter:
     sections: tuple[Section, ...]
 
     def markdown(self) -> str:
+        """The letter in Markdown. Its text is escaped line by line, template and facts alike:
+        a subject or a name from a mail renders as the characters it has, never as a heading,
+        a link or HTML. Only the title, the headings and the lists are Markdown."""
         out = [f"# {self.title}", ""]
         for section in self.sections:
             if section.heading:
                 out += [f"## {section.heading}", ""]
             for paragraph in section.paragraphs:
-                out += [paragraph.replace("\n", "  \n"), ""]
+                out += ["  \n".join(markdown_text(line) for line in paragraph.split("\n")), ""]
             for n, item in enumerate(section.items, start=1):
+                item = markdown_text(item)
                 out.append(f"{n}. {item}" if section.numbered else f"- {item}")
             if section.items:
                 out.append("")
@@ -396,6 +405,9 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
     t = _T[language]
     law = _LAW_NAMES[language][authority.law]
     request, timeline = facts.request, facts.timeline
+    # What a mail or the command line gave is one line here: a newline in a subject or a name
+    # would start a line of its own in the letter (letter.md escapes it further, see Letter).
+    address, name = one_line(request.address), one_line(facts.name) or None
     platform = PLATFORM_NAMES.get(request.platform, request.platform)
     kind_short = t["kind_short"].get(request.kind, t["kind_short"][v.DEFAULT_KIND])
     day = lambda d: _fmt_day(d, language)  # noqa: E731
@@ -404,10 +416,11 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
     header = Section(None, (f"{t['to']}: {authority.name}\n{authority.address}"
                             + (f"\n{authority.email}" if authority.email else ""),
                             f"{t['date']}: {day(facts.today)}"))
-    person = [f"{t['name']}: {facts.name or t['name_missing']}",
-              f"{t['email'].format(**fill)}: {request.address}"]
+    person = [f"{t['name']}: {name or t['name_missing']}",
+              f"{t['email'].format(**fill)}: {address}"]
     if facts.country:
-        person.append(f"{t['country']}: {facts.country}" + (f" ({facts.region})" if facts.region else ""))
+        person.append(f"{t['country']}: {one_line(facts.country)}"
+                      + (f" ({one_line(facts.region)})" if facts.region else ""))
     complainant = Section(t["complainant"], ("\n".join(person),))
     controller = Section(t["controller"], (CONTROLLER,))
 
@@ -421,10 +434,10 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
     answer = []
     extended = t["extended"] if timeline.extended else ""
     if facts.refusal is not None:
-        answer.append(t["refused"].format(day=day(facts.refusal.mail_date), sender=facts.refusal.sender,
-                                          subject=facts.refusal.subject))
+        answer.append(t["refused"].format(day=day(facts.refusal.mail_date), sender=one_line(facts.refusal.sender),
+                                          subject=one_line(facts.refusal.subject)))
         if facts.refusal_sentence:
-            answer.append(t["quote"].format(sentence=facts.refusal_sentence))
+            answer.append(t["quote"].format(sentence=one_line(facts.refusal_sentence)))
         elif facts.refusal_file:
             answer.append(t["no_quote"].format(file=facts.refusal_file))
         if timeline.deadline and timeline.decided:
@@ -437,7 +450,8 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
                                             today=day(facts.today),
                                             days=(facts.today - timeline.deadline).days))
         if facts.last_mail is not None:
-            answer.append(t["last_mail"].format(day=day(facts.last_mail.mail_date), subject=facts.last_mail.subject))
+            answer.append(t["last_mail"].format(day=day(facts.last_mail.mail_date),
+                                                subject=one_line(facts.last_mail.subject)))
     answer_section = Section(t["answer"], tuple(answer))
 
     articles = [t["art21"].format(**fill)]
@@ -457,7 +471,7 @@ def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Lette
     listed = tuple(f"{name}: {digest}" if digest else f"{name}: {t['not_kept']}" for name, digest in facts.evidence)
     evidence = Section(t["evidence_heading"], (t["evidence_intro"].format(**fill),), items=listed)
     timeline_section = Section(t["timeline_heading"], items=tuple(facts.timeline_text.splitlines()))
-    closing = Section(None, (t["closing"] + ("\n" + facts.name if facts.name else ""),))
+    closing = Section(None, (t["closing"] + ("\n" + name if name else ""),))
 
     outcome = t["outcome_refused"] if facts.refusal is not None else t["outcome_silent"]
     subject = t["subject"].format(outcome=outcome, **fill) + _GERMAN_OUTCOME_SUFFIX.get(outcome, "")
@@ -540,7 +554,7 @@ def _note_text(authority: Authority, competence: Competence, request_id: int, la
 # ---- files -----------------------------------------------------------------------------
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store.make_private_dirs(path)
     os.chmod(path, 0o700)
 
 
@@ -557,18 +571,40 @@ def _timeline_text(session: Session, request: Request, mails: list[EvidenceMail]
     lines = []
     for event in sorted(store.events_of(session, request.id), key=lambda e: (e.occurred_at, e.id)):
         when = store.utc(event.occurred_at).strftime("%Y-%m-%d %H:%M UTC")
-        line = f"{when}  {event.kind:<16} {event.detail}".rstrip()
+        # One line per event: the detail is a mail's subject or a person's note, and a newline
+        # in it would add an event of its own to the file that SHA256SUMS vouches for.
+        line = f"{when}  {event.kind:<16} {one_line(event.detail)}".rstrip()
         mail = by_message.get(event.message_id)
         if mail is not None:
-            line += f"  (from {mail.message.sender}; evidence/{mail.filename})"
+            line += f"  (from {one_line(mail.message.sender)}; evidence/{mail.filename})"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
 
+def _sender(name: str | None, address: str) -> tuple[str, bool]:
+    """The From header's value, and whether the .eml needs UTF-8 headers (RFC 6532).
+
+    A domain that is not ASCII is written in its ASCII form (IDNA); a local part that is
+    not ASCII has none, so the header is written in UTF-8, which mail programs read.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # not a valid international domain name: written as it is, in UTF-8
+    if f"{local}{domain}".isascii():
+        return formataddr((name or "", f"{local}{at}{domain}")), False
+    return str(Address(display_name=name or "", username=local, domain=domain)), True
+
+
 def _eml(letter: Letter, authority: Authority, request: Request, name: str | None,
          attachments: list[Path]) -> bytes:
-    message = EmailMessage()
-    message["From"] = formataddr((name or "", request.address))
+    sender, utf8 = _sender(name, request.address)
+    message = EmailMessage(policy=email_policy.default.clone(utf8=utf8))
+    message["From"] = sender
     message["To"] = authority.email
     message["Subject"] = letter.subject
     message["X-Unsent"] = "1"  # mail programs open it as a draft to send, not as a received mail
@@ -640,14 +676,52 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
     if language not in LANGUAGES:
         raise TrackerError(f"no letter in language {language!r}; choose one of {', '.join(LANGUAGES)}")
 
+    if name is not None and strip_controls(name) != name:
+        # A CR/LF would add headers to complaint.eml and lines to the letter.
+        raise TrackerError("--name must be one line of text, without line breaks or control characters")
+
     folder = out or Path.cwd() / f"complaint-{request.id}-{authority.code}"
     if folder.exists() and not folder.is_dir():
         raise TrackerError(f"{folder} is a file; choose a folder with --out")
     if folder.exists() and any(folder.iterdir()):
         raise TrackerError(f"{folder} exists and is not empty; remove it or choose another folder with --out")
     draft = Draft(folder, authority, language, competence)
+
+    # Everything is written into a hidden folder next to the target, which becomes the target
+    # by one rename: a failure halfway leaves nothing behind that would block the next run.
+    created, work, done = [], None, False
+    try:
+        created = store.make_private_dirs(folder.parent)
+        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))  # 0700
+        files = _write_draft(session, settings, request, timeline, draft, work, name=name, country=country,
+                             region=region, today=today)
+        os.rename(work, folder)  # replaces an empty folder; fails if it filled up meanwhile
+        done = True
+    except OSError as err:
+        raise TrackerError(f"cannot write the complaint to {folder}: {err.strerror or err}; "
+                           f"nothing was written") from err
+    except (ValueError, UnicodeError) as err:
+        raise TrackerError(f"cannot write the complaint: {err}; nothing was written") from err
+    finally:
+        if not done:
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+            for parent in reversed(created):  # the folders made for it, while they are empty
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+    draft.files = [folder / path.relative_to(work) for path in files]
+    log.info("complaint draft for request #%d to %s written to %s", request.id, authority.code, folder)
+    return draft
+
+
+def _write_draft(session: Session, settings: Settings, request: Request, timeline: lifecycle.Timeline,
+                 draft: Draft, folder: Path, *, name: str | None, country: str | None, region: str | None,
+                 today: date) -> list[Path]:
+    """Write the draft's files into ``folder``; returns them in the order they are listed."""
+    authority, competence, language = draft.authority, draft.competence, draft.language
     evidence_dir = folder / "evidence"
-    _private_dir(folder)
     _private_dir(evidence_dir)
 
     messages = store.messages_of_request(session, request.id)
@@ -656,7 +730,7 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
     timeline_text = _timeline_text(session, request, mails)
     timeline_file = _write_private(evidence_dir / "timeline.txt", timeline_text.encode())
     digests.append((timeline_file.name, hashlib.sha256(timeline_text.encode()).hexdigest()))
-    sums = "".join(f"{digest}  {name}\n" for name, digest in digests if digest)
+    sums = "".join(f"{digest}  {file}\n" for file, digest in digests if digest)
     sums_file = _write_private(evidence_dir / "SHA256SUMS", sums.encode())
 
     refusal = _latest(messages, v.REJECTED)
@@ -672,19 +746,17 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
         region=(region or request.region or "").upper() or None, today=today)
     letter = build_letter(facts, authority, language)
 
-    draft.files += [_write_private(folder / "letter.md", letter.markdown().encode()),
-                    _write_private(folder / "letter.txt", letter.text().encode())]
+    files = [_write_private(folder / "letter.md", letter.markdown().encode()),
+             _write_private(folder / "letter.txt", letter.text().encode())]
     if authority.email:
         attachments = [*copied, timeline_file, sums_file]
-        draft.files.append(_write_private(folder / "complaint.eml",
-                                          _eml(letter, authority, request, name, attachments)))
-    draft.files.append(_write_private(folder / "NOTE.txt",
-                                      _note_text(authority, competence, request.id, language).encode()))
-    draft.files += [*copied, timeline_file, sums_file]
+        files.append(_write_private(folder / "complaint.eml", _eml(letter, authority, request, name, attachments)))
+    files.append(_write_private(folder / "NOTE.txt",
+                                _note_text(authority, competence, request.id, language).encode()))
+    files += [*copied, timeline_file, sums_file]
     if not name:
         draft.warnings.append("the letter has no name: add yours before sending, or draft again with --name")
-    log.info("complaint draft for request #%d to %s written to %s", request.id, authority.code, folder)
-    return draft
+    return files
 
 
 def record_filing(session: Session, request_id: int, authority_code: str, filed: date,

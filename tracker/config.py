@@ -28,6 +28,7 @@ DEFAULT_META_DOMAINS = (
     "mail.instagram.com",
     "instagram.com",
     "support.facebook.com",
+    "whatsapp.com",
     "fb.com",
     "facebook.com",
     "meta.com",

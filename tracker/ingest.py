@@ -94,7 +94,7 @@ def write_evidence(raw: bytes, sha256: str, folder: Path) -> Path:
     """
     path = folder / f"{sha256}.eml"
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store.make_private_dirs(folder)
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")  # created 0600
             with os.fdopen(fd, "wb") as handle:

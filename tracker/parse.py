@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+from email.header import decode_header, make_header
+from email.headerregistry import HeaderRegistry
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
@@ -18,6 +20,9 @@ import mailparser
 from tracker.text import html_to_text, normalise
 
 log = logging.getLogger(__name__)
+
+# A plain part shorter than this may be a stub that points to the HTML part.
+_STUB_WORDS = 30
 
 
 @dataclass(frozen=True)
@@ -35,14 +40,28 @@ class ParsedMail:
     date: datetime | None = None      # timezone-aware, UTC
     message_id: str | None = None     # without angle brackets
     auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
+    # Every mailbox of every From header as (decoded display name, lower-case address);
+    # sender_name and sender_address are the first. Meta sends one.
+    senders: tuple[tuple[str, str], ...] = ()
+    from_headers: tuple[str, ...] = field(default=(), repr=False)  # each From value, encoded words decoded
+    # How often each header occurs, by lower-case name: a second To or From is a replay's mark.
+    header_counts: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     error: str | None = None          # why the mail could not be read completely
     body_plain: str = field(default="", repr=False)
     body_html: str = field(default="", repr=False)
 
     @cached_property
     def text(self) -> str:
-        """Readable body: the plain part, else the HTML part made text."""
-        return self.body_plain.strip() or html_to_text(self.body_html)
+        """Readable body: the plain part, else the HTML part made text.
+
+        A plain part that is only a stub ("view this email in your browser")
+        gives way to the HTML part when that says more.
+        """
+        plain = self.body_plain.strip()
+        if not self.body_html or len(plain.split()) >= _STUB_WORDS:
+            return plain or html_to_text(self.body_html)
+        from_html = html_to_text(self.body_html)
+        return from_html if len(from_html.split()) > 2 * len(plain.split()) else plain
 
     @cached_property
     def normalised_text(self) -> str:
@@ -76,6 +95,84 @@ def _header_values(message, name: str) -> list[str]:
         return [str(v) for v in (message.get_all(name) or [])]
     except Exception:  # a header so broken the email package cannot decode it
         return []
+
+
+_ADDRESS_HEADERS = HeaderRegistry()
+# A From header longer than this is hostile; the address parser slows down on
+# such input, and no mail program shows that much.
+_MAX_FROM = 4096
+
+
+def _raw_header_values(message, name: str) -> list[str]:
+    """A header's values as sent, 8-bit bytes read as UTF-8 (RFC 6532), encoded words left encoded."""
+    values = []
+    try:
+        for key, value in message.raw_items():
+            if key.strip().lower() != name:
+                continue
+            if not isinstance(value, str):
+                value = str(value)
+            values.append(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    except Exception:  # a header so broken the email package cannot give it back
+        return []
+    return values
+
+
+def _decoded(value: str) -> str:
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # unknown charset, broken encoded word: show it as written
+        return value
+
+
+def _mailboxes(value: str) -> list[tuple[str, str]]:
+    """(display name, address) of each mailbox in an address header, display names decoded.
+
+    Encoded words are decoded after the header is split, so a display name
+    ``=?utf-8?q?Facebook_<security@facebookmail.com>?=`` stays a name and never
+    becomes the address.
+    """
+    value = value[:_MAX_FROM]
+    try:
+        if "=?" not in value:
+            # Nothing encoded: the quicker parser reads it the same way, and like
+            # mail programs it takes a comment ("x@example.org (Facebook)") as the name.
+            pairs = email.utils.getaddresses([value])
+        else:
+            parsed = _ADDRESS_HEADERS("from", value)
+            pairs = [(address.display_name or "", address.addr_spec or "") for address in parsed.addresses]
+        if "=?" in value and "(" in value and not all(name for name, _ in pairs):
+            # "x@example.org (Facebook Security)": mail programs show the comment as the name.
+            commented = email.utils.getaddresses([value])
+            if len(commented) == len(pairs):
+                pairs = [(name or _decoded(other), address)
+                         for (name, address), (other, _) in zip(pairs, commented)]
+    except Exception:  # RecursionError on deeply nested comments, and other hostile shapes
+        try:
+            pairs = [(_decoded(name), address) for name, address in email.utils.getaddresses([value])]
+        except Exception:
+            pairs = []
+    out = []
+    for name, address in pairs:
+        address = address.strip().strip("<>").lower()
+        if "@" not in address:
+            address = ""
+        if name.strip() or address:
+            out.append((" ".join(name.split()), address))
+    return out
+
+
+def _header_counts(message) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    try:
+        for key in message.keys():
+            name = key.strip().lower()
+            counts[name] = counts.get(name, 0) + 1
+    except Exception:
+        pass
+    return counts
 
 
 def _parse_date(message) -> datetime | None:
@@ -116,6 +213,8 @@ def _parse(raw: bytes) -> ParsedMail:
 
     try:
         subject = parsed.subject or ""
+        if isinstance(subject, (list, tuple)):  # mail-parser gives every copy of a repeated Subject
+            subject = str(subject[0]) if subject else ""
     except Exception as err:
         subject, _ = "", errors.append(f"unreadable Subject: {err}")
     try:
@@ -126,6 +225,11 @@ def _parse(raw: bytes) -> ParsedMail:
     if senders:
         sender_name = (senders[0][0] or "").strip()
         sender_address = (_addresses(senders[:1]) or [""])[0]
+    # mail-parser decodes the From header before splitting it; split first, then decode.
+    from_values = _raw_header_values(message, "from")
+    mailboxes = [mailbox for value in from_values for mailbox in _mailboxes(value)]
+    if mailboxes:
+        sender_name, sender_address = mailboxes[0]
 
     # The address Meta wrote to comes first: a family member's mail forwarded into
     # one mailbox must join that member's request, not the mailbox owner's.
@@ -159,6 +263,9 @@ def _parse(raw: bytes) -> ParsedMail:
         date=_parse_date(message),
         message_id=message_id,
         auth_results=tuple(_header_values(message, "Authentication-Results")),
+        senders=tuple(mailboxes),
+        from_headers=tuple(_decoded(value[:_MAX_FROM]) for value in from_values),
+        header_counts=_header_counts(message),
         error="; ".join(dict.fromkeys(errors)) or None,
         body_plain=plain,
         body_html=markup,

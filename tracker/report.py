@@ -7,6 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tracker.alerts import KIND_LABELS
+from tracker.safe_text import plain, terminal as t
 
 STATE_STYLES = {
     "approved": "green", "rejected": "bold red", "info_requested": "yellow",
@@ -17,14 +18,16 @@ STATE_STYLES = {
 def _deadline_cell(entry: dict) -> str:
     if entry["days_left"] is None:
         if entry["decided"]:
-            return f"decided {entry['decided']}"
-        return entry["deadline"] or "-"
+            return f"decided {t(entry['decided'])}"
+        return t(entry["deadline"] or "-")
     if entry["overdue"]:
-        return f"{entry['deadline']} [bold red]({-entry['days_left']} days overdue)[/]"
-    return f"{entry['deadline']} ({entry['days_left']} days left)"
+        return f"{t(entry['deadline'])} [bold red]({-entry['days_left']} days overdue)[/]"
+    return f"{t(entry['deadline'])} ({entry['days_left']} days left)"
 
 
 def render_status(console: Console, status: dict) -> None:
+    """Every string that may come from a mail (addresses, subjects, names, reasons, errors) goes
+    through safe_text.terminal (``t``): it shows as written, never as markup or control codes."""
     table = Table(title=f"Requests ({status['today']})", expand=False, show_lines=False)
     for column in ("#", "address", "platform", "kind", "state", "submitted", "last mail", "deadline", "flags"):
         table.add_column(column, overflow="fold")
@@ -35,9 +38,10 @@ def render_status(console: Console, status: dict) -> None:
             c = entry["complaint"]
             flags = ", ".join(filter(None, [flags, f"complaint {c['authority']} filed {c['filed']}, "
                                                    f"answer due {c['authority_deadline']}"]))
-        table.add_row(str(entry["id"]), entry["address"], entry["platform"],
-                      KIND_LABELS.get(entry["kind"], entry["kind"]), f"[{style}]{entry['state']}[/]",
-                      entry["submitted"] or "-", (entry["last_mail"] or "-")[:10], _deadline_cell(entry), flags)
+        table.add_row(str(entry["id"]), t(entry["address"]), t(entry["platform"]),
+                      t(KIND_LABELS.get(entry["kind"], entry["kind"])), f"[{style}]{t(entry['state'])}[/]",
+                      t(entry["submitted"] or "-"), t((entry["last_mail"] or "-")[:10]), _deadline_cell(entry),
+                      t(flags))
     if status["requests"]:
         console.print(table)
     else:
@@ -50,22 +54,24 @@ def render_status(console: Console, status: dict) -> None:
             review.add_column(column, overflow="fold")
         for m in status["review"]:
             style = "bold red" if m["category"] == "suspicious" else "yellow"
-            review.add_row(str(m["id"]), f"[{style}]{m['category']}[/]", (m["date"] or "-")[:10],
-                           f"{m['sender_name']} <{m['sender']}>", m["subject"], m["reason"])
+            review.add_row(str(m["id"]), f"[{style}]{t(m['category'])}[/]", t((m["date"] or "-")[:10]),
+                           t(f"{m['sender_name'] or ''} <{m['sender'] or ''}>".strip()), t(m["subject"]),
+                           t(m["reason"]))
         console.print(review)
         console.print("Looked at one? `privacy-tracker reviewed ID` takes it off this list.", markup=False)
 
     for notice in status.get("suggestions", ()):
-        console.print(f"[yellow]Meta announced AI training to {notice['address']} "
-                      f"({notice['platform'] or 'facebook'}) on {(notice['date'] or '-')[:10]} and no request "
+        address, platform = t(notice["address"]), t(notice["platform"] or "facebook")
+        console.print(f"[yellow]Meta announced AI training to {address} "
+                      f"({platform}) on {t((notice['date'] or '-')[:10])} and no request "
                       f"exists for it yet.[/] To object: Meta's objection form, then\n"
-                      f"  privacy-tracker request add --address {notice['address']} "
-                      f"--platform {notice['platform'] or 'facebook'} --date YYYY-MM-DD")
+                      f"  privacy-tracker request add --address {address} "
+                      f"--platform {platform} --date YYYY-MM-DD")
 
     if status["errors"]:
         console.print(f"[yellow]{len(status['errors'])} mail(s) could not be read completely:[/]")
         for e in status["errors"]:
-            console.print(f"  {e['source']}: {e['error']}", markup=False, highlight=False)
+            console.print(f"  {plain(e['source'])}: {plain(e['error'])}", markup=False, highlight=False)
 
     if status["accounts"]:
         accounts = Table(title="Mailboxes", expand=False)
@@ -73,29 +79,29 @@ def render_status(console: Console, status: dict) -> None:
             accounts.add_column(column, overflow="fold")
         for a in status["accounts"]:
             error = f"{(a['last_error_at'] or '')[:16]} {a['last_error']}" if a["last_error"] else "-"
-            accounts.add_row(a["name"], (a["last_success"] or "never")[:16], error, str(a["messages_seen"]))
+            accounts.add_row(t(a["name"]), t((a["last_success"] or "never")[:16]), t(error), str(a["messages_seen"]))
         console.print(accounts)
 
     if status["alerts"]:
         waiting = [a for a in status["alerts"] if not a["sent"]]
         console.print(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet")
         for a in waiting:
-            failed = (f" [yellow](not delivered after {a['attempts']} attempt(s): {a['last_error']})[/]"
+            failed = (f" [yellow](not delivered after {a['attempts']} attempt(s): {t(a['last_error'])})[/]"
                       if a["attempts"] else "")
-            console.print(f"  [bold]{a['reason']}[/]: {a['title']}{failed}")
+            console.print(f"  [bold]{t(a['reason'])}[/]: {t(a['title'])}{failed}")
     console.print(f"{status['messages_seen']} mail(s) seen.")
 
 
 def render_timeline(console: Console, summary: dict, events: list[dict]) -> None:
-    console.print(f"[bold]Request #{summary['id']}[/]: {summary['address']}, {summary['platform']}, "
-                  f"{KIND_LABELS.get(summary['kind'], summary['kind'])}")
-    console.print(f"State: {summary['state']}   received: {summary['submitted'] or '-'}   "
+    console.print(f"[bold]Request #{summary['id']}[/]: {t(summary['address'])}, {t(summary['platform'])}, "
+                  f"{t(KIND_LABELS.get(summary['kind'], summary['kind']))}")
+    console.print(f"State: {t(summary['state'])}   received: {t(summary['submitted'] or '-')}   "
                   f"deadline: {_deadline_cell(summary)}")
     table = Table(expand=False)
     for column in ("date", "event", "detail"):
         table.add_column(column, overflow="fold")
     for event in events:
-        table.add_row(event["date"], event["kind"], event["detail"])
+        table.add_row(t(event["date"]), t(event["kind"]), t(event["detail"]))
     console.print(table)
 
 
@@ -104,7 +110,8 @@ def render_authorities(console: Console, authorities) -> None:
     for column in ("code", "name", "email", "complaint form"):
         table.add_column(column, overflow="fold")
     for authority in authorities:
-        table.add_row(authority.code, authority.name, authority.email or "-", authority.complaint_url or "-")
+        table.add_row(t(authority.code), t(authority.name), t(authority.email or "-"),
+                      t(authority.complaint_url or "-"))
     console.print(table)
 
 
@@ -118,7 +125,8 @@ class PollProgress:
 
     def __init__(self) -> None:
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+                                  TimeRemainingColumn(), console=Console(stderr=True, emoji=False),
+                                  transient=True)
         self._tasks: dict[tuple[str, str], int] = {}
 
     def __enter__(self) -> PollProgress:
@@ -133,5 +141,5 @@ class PollProgress:
             return
         key = (account, folder)
         if key not in self._tasks:
-            self._tasks[key] = self._progress.add_task(f"{account}/{folder}", total=total)
+            self._tasks[key] = self._progress.add_task(t(f"{account}/{folder}"), total=total)
         self._progress.update(self._tasks[key], completed=done, total=total)

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 from tracker import lifecycle, store
 from tracker import vocabulary as v
 from tracker.models import Account, Alert, Message, Request
+from tracker.text import mask_codes_in
 
 
 def _iso(value) -> str | None:
@@ -55,6 +56,10 @@ def request_summary(session: Session, request: Request, today: date) -> dict:
     }
 
 
+def _masked(text: str | None) -> str | None:
+    return mask_codes_in(text) if text else text
+
+
 def _sort_key(entry: dict):
     # Overdue first, then open requests by deadline, then the decided ones.
     return (not entry["overdue"], entry["days_left"] is None, entry["days_left"] or 0, entry["id"])
@@ -62,9 +67,12 @@ def _sort_key(entry: dict):
 
 def build_status(session: Session, today: date) -> dict:
     requests = sorted((request_summary(session, r, today) for r in store.all_requests(session)), key=_sort_key)
+    # Mails to review are fake or unrecognised: a code in their subject, display name or the
+    # reason that quotes it is masked, as in their alerts (a fake code mail wants it typed in).
     review = [{
         "id": m.id, "category": m.category, "date": _iso(store.utc(m.mail_date)), "sender": m.sender,
-        "sender_name": m.sender_name, "subject": m.subject, "recipient": m.recipient, "reason": m.reason,
+        "sender_name": _masked(m.sender_name), "subject": _masked(m.subject), "recipient": m.recipient,
+        "reason": _masked(m.reason),
     } for m in store.messages_for_review(session, v.REVIEW_CATEGORIES)]
     requested = {(r.address, r.platform) for r in store.all_requests(session)}
     suggestions = [{

@@ -54,12 +54,45 @@ def _sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def make_private_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and every missing parent owner-only (0700), whatever the umask.
+
+    ``Path.mkdir(parents=True, mode=0o700)`` gives the mode only to the last folder, and
+    only as far as the umask allows; the parents get 0777 minus the umask (0777 under
+    umask 000). Folders that existed already are left as they are. Returns the folders
+    it created, outermost first.
+    """
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    created = []
+    for candidate in reversed(missing):
+        try:
+            candidate.mkdir(mode=0o700)
+        except FileExistsError:  # created meanwhile by another process: its mode is its own
+            continue
+        os.chmod(candidate, 0o700)
+        created.append(candidate)
+    return created
+
+
 def _create_private_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path.parent)
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
-    os.chmod(path, 0o600)
+        os.chmod(path, 0o600)
+        return
+    mode = path.stat().st_mode & 0o777
+    if not mode & 0o200:
+        # The owner took write permission away, perhaps to keep the evidence as it is:
+        # never give it back behind their back (root could write anyway).
+        raise StoreError(f"the database {path} is read-only (mode {mode:04o}); the tracker needs to write to it: "
+                         f"make it writable (chmod u+w) or choose another [database] url")
+    if mode != 0o600:
+        os.chmod(path, 0o600)
 
 
 class Store:

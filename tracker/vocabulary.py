@@ -21,6 +21,6 @@ REQUEST_CATEGORIES = frozenset({OTP, ACKNOWLEDGEMENT, APPROVED, REJECTED, INFO_R
 # Listed for the person to look at; never change a request.
 REVIEW_CATEGORIES = frozenset({META_OTHER, SUSPICIOUS})
 
-PLATFORMS = ("facebook", "instagram")
+PLATFORMS = ("facebook", "instagram", "whatsapp")
 KINDS = ("ai_objection", "third_party_data")
 DEFAULT_KIND = "ai_objection"

@@ -1,11 +1,12 @@
-"""Recognising Meta's mails: load the pattern rules, classify a mail, explain why.
+"""Recognising Meta's mails: load the word lists and rules, classify a mail, explain why.
 
-The rules themselves are data: ``default_rules.toml`` in this package, plus an
-optional user file (``[rules] file`` in the config) that adds or overrides rules.
+The rules themselves are data: ``default_rules.toml`` and the word lists in
+``lexicon/`` in this package, plus an optional user file (``[rules] file`` in
+the config) that adds words, concept rules and pattern rules or overrides them.
 """
 
-from tracker.rules.engine import (Classification, Explanation, Rule, RuleCheck, RuleSet, classify, explain,
-                                  load_rules, platform_of)
+from tracker.rules.engine import (Classification, Explanation, Rule, RuleSet, classify, explain, load_rules,
+                                  platform_of)
 
-__all__ = ["Classification", "Explanation", "Rule", "RuleCheck", "RuleSet", "classify", "explain",
-           "load_rules", "platform_of"]
+__all__ = ["Classification", "Explanation", "Rule", "RuleSet", "classify", "explain", "load_rules",
+           "platform_of"]

@@ -1,30 +1,38 @@
-"""Pattern rules that put a category on a mail: is it a code, an acknowledgement, a refusal...?
+"""Putting a category on a mail: is it a code, an acknowledgement, a refusal...?
 
-Pure apart from reading the rules files. The order of decisions:
+Pure apart from reading the rules files. The layers, in order:
 
 1. Authenticity (:mod:`tracker.authenticity`). Mail that neither comes from
-   Meta nor pretends to is ``unrelated`` before any body pattern runs; mail
-   that pretends to be Meta is ``suspicious``, never a request category and
-   never with a code.
-2. Rules, highest priority first; the first rule that matches wins. Refusals
-   have the highest priorities so that "we will not honour your objection" is
-   not read as an approval. A low-priority rule of category ``meta_other``
-   catches Meta mail that talks about a privacy request in words no specific
-   rule knows, so it reaches the person instead of being dropped.
-3. Meta mail whose sender could not be verified is held for review as
-   ``meta_other`` (unless the settings say to trust it), because acting on a
-   forged refusal or code would be worse than asking.
+   Meta nor pretends to is ``unrelated`` before any word is read; mail that
+   pretends to be Meta is ``suspicious``, never a request category and never
+   with a code.
+2. Meta's own text (:mod:`tracker.rules.reading`): quoted history, forwarded
+   parts, footers and the person's own words quoted back do not decide.
+3. Concepts in every EU/EEA language (:mod:`tracker.rules.lexicon`, word lists
+   kept as data) and concept rules (:mod:`tracker.rules.concepts`): a
+   sentence means a category when its concepts stand close together, with
+   negation in scope turning an approval into a refusal.
+4. Resolution: strong signs of an approval and a refusal in one mail mean
+   review (``meta_other`` with both guesses), never a guess. Otherwise the
+   strongest sign of a decision wins, in the order code, refusal, approval,
+   request for information, extension; then acknowledgement, announcement.
+5. Fallbacks: a Meta mail with any sign of the privacy topic is at least
+   ``meta_other``; ``unrelated`` is for Meta's ordinary mail (log-in codes,
+   birthdays...) and mail with no sign of the topic.
+6. Meta mail whose sender could not be verified is held as ``meta_other``
+   unless the settings say to trust it: acting on a forged refusal or code
+   would be worse than asking.
 
-Patterns are matched against normalised text (:func:`tracker.text.normalise`)
-and are normalised the same way when loaded, so rule authors write plain
-lower-case words with straight quotes.
+A user rules file may add words, concept rules and pattern rules
+(``[[rule]]``, regular expressions). A pattern rule that matches decides: it
+is the person's own word for a mail template.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,10 +41,14 @@ from tracker.authenticity import AuthVerdict, check_authenticity, is_meta_domain
 from tracker.config import AuthenticitySettings
 from tracker.errors import RulesError
 from tracker.parse import ParsedMail
+from tracker.rules.concepts import STRONG, WEAK, ConceptRule, Signal, build_concept_rule, evaluate
+from tracker.rules.lexicon import Lexicon, load_lexicon
 from tracker.rules.prefilter import Pattern, compile_pattern, words_of
+from tracker.rules.reading import CODE, Reading, Sentence, read
 from tracker.text import normalise
-from tracker.vocabulary import (CATEGORIES, KINDS, META_OTHER, OTP, PLATFORMS, REQUEST_CATEGORIES,
-                                SUSPICIOUS, UNRELATED, DEFAULT_KIND)
+from tracker.vocabulary import (ACKNOWLEDGEMENT, APPROVED, CATEGORIES, DEFAULT_KIND, EXTENDED, INFO_REQUESTED,
+                                KINDS, META_OTHER, NOTICE, OTP, PLATFORMS, REJECTED, REQUEST_CATEGORIES,
+                                SUSPICIOUS, UNRELATED)
 
 DEFAULT_RULES_FILE = "default_rules.toml"
 
@@ -47,9 +59,19 @@ _DEFAULT_KEYS = frozenset({"extract_reference"})
 
 _INSTAGRAM_DOMAINS = ("instagram.com",)
 _FACEBOOK_DOMAINS = ("facebookmail.com", "facebook.com", "fb.com")
-_PLATFORM_MENTION = re.compile(r"\b(facebook|instagram)\b")
+_WHATSAPP_DOMAINS = ("whatsapp.com", "whatsapp.net")
+_PLATFORM_MENTION = re.compile(r"\b(facebook|instagram|whatsapp)\b")
 
-# What each category means, for the one-sentence reason of a classification.
+# Signs that a mail is about the privacy topic: any one makes Meta's mail at least meta_other.
+TOPIC_CONCEPTS = frozenset({"ai", "objection", "privacy", "third_party"})
+# When one mail gives several categories, the first in this order wins...
+PRECEDENCE = (OTP, REJECTED, APPROVED, INFO_REQUESTED, EXTENDED, ACKNOWLEDGEMENT, NOTICE)
+_RECEIPT_OR_NEWS = frozenset({ACKNOWLEDGEMENT, NOTICE})
+# ...unless it gives strong signs of two of these: then the person decides.
+CONFLICTING = ((APPROVED, REJECTED), (OTP, APPROVED), (OTP, REJECTED))
+# Sentences around a code that say what the code is for.
+_CODE_CONTEXT_BEFORE, _CODE_CONTEXT_AFTER = 2, 1
+
 _MEANING = {
     "otp": "a one-time code for the objection form",
     "acknowledgement": "Meta confirms it received the request",
@@ -58,7 +80,7 @@ _MEANING = {
     "info_requested": "Meta asks for more information",
     "extended": "Meta extends its deadline by two months",
     "notice": "Meta announces AI training or a policy change",
-    "meta_other": "a Meta mail about a privacy request that no specific rule recognises",
+    "meta_other": "a Meta mail about a privacy request that no rule recognises",
     "suspicious": "a mail that a rule marks as suspicious",
     "unrelated": "a Meta mail that a rule marks as unrelated",
 }
@@ -71,23 +93,13 @@ class Classification:
     category: str
     platform: str | None
     kind: str | None
-    otp: str | None            # only for authentic (or trusted) Meta mail
+    otp: str | None            # only for authentic Meta mail
     reference: str | None      # Meta's case or reference number, when the mail gives one
     rule: str | None           # id of the rule that decided, None when no rule did
     authenticated: bool | None
     authenticity: str          # short label: "dkim-pass", "unverified", "lookalike-domain", "not-meta"...
     reason: str                # one sentence: why this category
-
-
-@dataclass(frozen=True)
-class RuleCheck:
-    """How one rule fared on one mail, for ``privacy-tracker rules test``."""
-
-    rule_id: str
-    category: str
-    priority: int
-    matched: bool
-    note: str
+    guesses: tuple[str, ...] = ()   # for mail held for review: the categories it might be, best first
 
 
 @dataclass(frozen=True)
@@ -97,9 +109,12 @@ class Explanation:
     sender: str
     recipient: str | None
     subject: str
-    winner: str | None
-    matched_text: str | None    # the winning rule's match with some text around it
-    checks: tuple[RuleCheck, ...]
+    winner: str | None              # the deciding rule
+    matched_text: str | None        # the deciding sentence
+    matched_words: str | None       # its words by concept: "request: objection; approve: honour"
+    runner_up: str | None           # the next guess, with its sentence
+    languages: tuple[str, ...] = ()
+    signals: tuple[Signal, ...] = ()
 
     def to_text(self) -> str:
         c = self.classification
@@ -118,17 +133,24 @@ class Explanation:
         if c.reference:
             lines.append(f"Reference:    {c.reference}")
         lines.append(f"Why:          {c.reason}")
+        if self.languages:
+            lines.append(f"Languages:    {', '.join(self.languages)}")
         if self.matched_text:
-            lines.append(f'Matched:      "{self.matched_text}"')
-        lines.append("Rules, highest priority first (* decided, + matches too):")
-        width = max((len(check.rule_id) for check in self.checks), default=0)
-        for check in self.checks:
-            mark = "*" if check.rule_id == self.winner else ("+" if check.matched else " ")
-            lines.append(f"  {mark} {check.priority:>4}  {check.rule_id:<{width}}  {check.category:<15}  {check.note}")
+            lines.append(f'Sentence:     "{self.matched_text}"')
+        if self.matched_words:
+            lines.append(f"Words:        {self.matched_words}")
+        if c.guesses:
+            lines.append(f"Guesses:      {', '.join(c.guesses)}")
+        lines.append(f"Runner-up:    {self.runner_up or '-'}")
+        if self.signals:
+            lines.append("Signs found (category, strength, rule, words):")
+            for signal in self.signals:
+                strength = "strong" if signal.strength == STRONG else "weak"
+                lines.append(f"  {signal.category:<15} {strength:<6} {signal.rule:<28} {signal.words()}")
         return "\n".join(lines)
 
 
-# --- rules ----------------------------------------------------------------------
+# --- pattern rules ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Rule:
@@ -178,38 +200,12 @@ class Rule:
         return quoted or True
 
 
-@dataclass(frozen=True)
-class MailText:
-    """The normalised text of a mail as the rules see it, with its word sets for the cheap tests."""
-
-    subject: str
-    body: str
-    sender_domain: str
-    subject_words: frozenset[str]
-    body_words: frozenset[str]
-
-    @classmethod
-    def of(cls, mail: ParsedMail) -> "MailText":
-        return cls(mail.normalised_subject, mail.normalised_text, mail.sender_domain,
-                   words_of(mail.normalised_subject), words_of(mail.normalised_text))
-
-
 def _first_search(patterns: tuple[Pattern, ...], text: str, words: frozenset[str]) -> re.Match | None:
     for pattern in patterns:
         found = pattern.search(text, words)
         if found is not None:
             return found
     return None
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    rules: tuple[Rule, ...]                                          # highest priority first
-    kind_patterns: tuple[tuple[str, tuple[Pattern, ...]], ...] = ()  # kind -> what names it, in file order
-    sources: tuple[str, ...] = ()
-
-    def get(self, rule_id: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
 
 
 def normalise_pattern(pattern: str) -> str:
@@ -307,17 +303,33 @@ def _build_rule(data: dict, source: str, index: int, default_reference: str | No
     )
 
 
+# --- loading ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]                                          # pattern rules, highest priority first
+    concepts: tuple[ConceptRule, ...] = ()
+    lexicon: Lexicon = field(default_factory=Lexicon)
+    kind_patterns: tuple[tuple[str, tuple[Pattern, ...]], ...] = ()  # kind -> what names it, in file order
+    reference: re.Pattern | None = None
+    sources: tuple[str, ...] = ()
+
+    def get(self, rule_id: str) -> Rule | ConceptRule | None:
+        return next((rule for rule in (*self.rules, *self.concepts) if rule.id == rule_id), None)
+
+
 def _read_toml(text: str, source: str) -> dict:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RulesError(f"{source}: not valid TOML: {err}") from err
-    unknown = set(document) - {"rule", "kinds", "defaults"}
+    unknown = set(document) - {"rule", "concept", "kinds", "defaults", "words"}
     if unknown:
         raise RulesError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} "
-                         "(expected [[rule]], [kinds], [defaults])")
-    if not isinstance(document.get("rule", []), list):
-        raise RulesError(f"{source}: rules are written as [[rule]] tables")
+                         "(expected [[rule]], [[concept]], [words.LANGUAGE], [kinds], [defaults])")
+    for name in ("rule", "concept"):
+        if not isinstance(document.get(name, []), list):
+            raise RulesError(f"{source}: write {name}s as [[{name}]] tables")
     defaults = document.get("defaults", {})
     if set(defaults) - _DEFAULT_KEYS:
         raise RulesError(f"{source}: [defaults] may only set {', '.join(sorted(_DEFAULT_KEYS))}")
@@ -334,11 +346,29 @@ def _kind_patterns(kinds: dict, source: str) -> dict[str, tuple[Pattern, ...]]:
     return out
 
 
-def load_rules(user_file: Path | None = None) -> RuleSet:
-    """The built-in rules, plus the rules of ``user_file``.
+def _tables_by_id(document: dict, name: str, source: str, into: dict[str, tuple[dict, str, int]]) -> None:
+    """Add the [[rule]] or [[concept]] tables of one file; a table with a known id replaces it."""
+    seen_here: set[str] = set()
+    for index, table in enumerate(document.get(name, []), 1):
+        if not isinstance(table, dict):
+            raise RulesError(f"{source}: {name} #{index}: expected a [[{name}]] table")
+        table_id = table.get("id")
+        if not isinstance(table_id, str) or not table_id.strip():
+            raise RulesError(f"{source}: {name} #{index}: missing 'id'")
+        if table_id in seen_here:
+            raise RulesError(f"{source}: {name} {table_id!r}: the id is used twice in this file")
+        seen_here.add(table_id)
+        into.pop(table_id, None)  # an override takes the place of the original in file order
+        if table.get("enabled", True) is not False:
+            into[table_id] = (table, source, index)
 
-    A user rule with the id of a built-in rule replaces it entirely;
-    ``enabled = false`` removes it. Other user rules are added. ``[kinds]``
+
+def load_rules(user_file: Path | None = None) -> RuleSet:
+    """The built-in word lists and rules, plus those of ``user_file``.
+
+    A user rule or concept with the id of a built-in one replaces it entirely;
+    ``enabled = false`` removes it. Other user rules are added, and
+    ``[words.LANGUAGE]`` lists add words to a language's concepts. ``[kinds]``
     entries and ``[defaults]`` of the user file replace the built-in ones by key.
     Raises :class:`RulesError` naming the file and the rule for any mistake.
     """
@@ -348,59 +378,62 @@ def load_rules(user_file: Path | None = None) -> RuleSet:
     if user_file is not None:
         try:
             text = Path(user_file).read_text(encoding="utf-8")
-        except OSError as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise RulesError(f"{user_file}: cannot read rules file: {err}") from err
         documents.append((_read_toml(text, str(user_file)), str(user_file)))
 
     # Merge first, build second, so a user's [defaults] applies to built-in rules too.
-    rule_tables: dict[str, tuple[dict, str, int]] = {}   # id -> (table, file, position in file)
+    rule_tables: dict[str, tuple[dict, str, int]] = {}
+    concept_tables: dict[str, tuple[dict, str, int]] = {}
     kinds: dict[str, tuple[Pattern, ...]] = {}
     defaults: dict[str, str] = {}
+    extra_words: dict[str, dict[str, list[str]]] = {}
     for document, source in documents:
         defaults.update(document.get("defaults", {}))
         kinds.update(_kind_patterns(document.get("kinds", {}), source))
-        seen_here: set[str] = set()
-        for index, table in enumerate(document.get("rule", []), 1):
-            if not isinstance(table, dict):
-                raise RulesError(f"{source}: rule #{index}: expected a [[rule]] table")
-            rule_id = table.get("id")
-            if not isinstance(rule_id, str) or not rule_id.strip():
-                raise RulesError(f"{source}: rule #{index}: missing 'id'")
-            if rule_id in seen_here:
-                raise RulesError(f"{source}: rule {rule_id!r}: the id is used twice in this file")
-            seen_here.add(rule_id)
-            rule_tables.pop(rule_id, None)  # an override takes the place of the original in file order
-            if table.get("enabled", True) is not False:
-                rule_tables[rule_id] = (table, source, index)
+        _tables_by_id(document, "rule", source, rule_tables)
+        _tables_by_id(document, "concept", source, concept_tables)
+        words = document.get("words", {})
+        if not isinstance(words, dict):
+            raise RulesError(f"{source}: [words] must hold one table per language: [words.de]")
+        for language, concepts in words.items():
+            if not isinstance(concepts, dict):
+                raise RulesError(f"{source}: [words.{language}] must be a table of word lists")
+            for concept, terms in concepts.items():
+                extra_words.setdefault(language, {}).setdefault(concept, []).extend(
+                    terms if isinstance(terms, list) else [terms])
 
     default_reference = defaults.get("extract_reference")
-    rules = [_build_rule(table, source, index, default_reference) for table, source, index in rule_tables.values()]
-    # sorted() is stable: rules of equal priority keep their file order.
-    ordered = tuple(sorted(rules, key=lambda rule: -rule.priority))
-    return RuleSet(rules=ordered, kind_patterns=tuple(kinds.items()), sources=tuple(s for _, s in documents))
+    rules = [_build_rule(table, source, index, None) for table, source, index in rule_tables.values()]
+    concepts = tuple(build_concept_rule(table, source, index, KINDS)
+                     for table, source, index in concept_tables.values())
+    reference = _compile(normalise_pattern(default_reference), "[defaults] extract_reference") \
+        if default_reference else None
+    user_source = documents[-1][1] if user_file is not None else ""
+    return RuleSet(
+        rules=tuple(sorted(rules, key=lambda rule: -rule.priority)),  # stable: equal priorities keep file order
+        concepts=concepts,
+        lexicon=load_lexicon(extra_words, user_source),
+        kind_patterns=tuple(kinds.items()),
+        reference=reference,
+        sources=tuple(s for _, s in documents),
+    )
 
 
 # --- classification ---------------------------------------------------------------
 
-def _first_group(pattern: re.Pattern | None, *texts: str) -> str | None:
-    if pattern is None:
-        return None
-    for text in texts:
-        found = pattern.search(text)
-        if found:
-            value = next((g for g in found.groups() if g), None)
-            if value:
-                return value
-    return None
-
-
 def platform_of(mail: ParsedMail, rule_platform: str | None = None) -> str | None:
-    """Which platform a mail is about: the rule's word, else the sender, else what the mail mentions."""
+    """Which platform a mail is about: the rule's word, else the sender, else what the mail names.
+
+    Mail from meta.com or metamail.com that names no platform leaves it open (None).
+    """
     if rule_platform:
         return rule_platform
     domain = mail.sender_domain
     if is_meta_domain(domain, _INSTAGRAM_DOMAINS):
         return "instagram"
+    if is_meta_domain(domain, _WHATSAPP_DOMAINS):
+        return "whatsapp"
     in_subject = set(_PLATFORM_MENTION.findall(mail.normalised_subject))
     if len(in_subject) == 1:
         return in_subject.pop()
@@ -415,91 +448,265 @@ def platform_of(mail: ParsedMail, rule_platform: str | None = None) -> str | Non
     return found.group(1) if found else None
 
 
-def _kind_of(text: MailText, rules: RuleSet, rule: Rule) -> str | None:
-    if rule.kind:
-        return rule.kind
-    if rule.category not in REQUEST_CATEGORIES:
+@dataclass(frozen=True)
+class _CodeFinding:
+    code: str | None            # digits only
+    for_request: bool           # the code confirms a request, form or objection
+    for_login: bool             # the code logs in, resets a password or confirms an address
+    sentence: Sentence | None
+
+
+def _references(text: str, pattern: re.Pattern | None) -> set[str]:
+    if pattern is None:
+        return set()
+    return {next((g for g in found.groups() if g), "") for found in pattern.finditer(text)}
+
+
+def _find_code(reading: Reading, reference: re.Pattern | None) -> _CodeFinding | None:
+    """The one-time code in Meta's text and what the words around it say it is for.
+
+    The sentences around each code say what it is for. Strong signs of a
+    request: a word of the privacy topic, or "confirm" next to "request",
+    "form" or "objection" in one sentence. Signs of Meta's ordinary codes:
+    logging in, passwords, a new address. Weaker signs of a request ("confirm"
+    in one sentence, "form" in the next) count only when nothing speaks of
+    logging in. When the sentences around the code say nothing, the whole
+    mail is asked.
+    """
+    sentences = reading.sentences
+    found_code: tuple[str, Sentence] | None = None
+    near: set[str] = set()
+    confirms_request = False
+    for index, sentence in enumerate(sentences):
+        if sentence.quoted:
+            continue
+        references = _references(sentence.normalised, reference)
+        for found in CODE.finditer(sentence.normalised):
+            digits = re.sub(r"\D", "", found.group(1))
+            if found.group(1) in references or digits in references:
+                continue  # "case 12345678" is a reference number, not a code
+            context = [s for s in sentences[max(0, index - _CODE_CONTEXT_BEFORE):index + _CODE_CONTEXT_AFTER + 1]
+                       if not s.quoted]
+            concepts = set().union(*(s.concepts() for s in context))
+            if not concepts & {"code", "confirm"}:
+                continue  # a number with no word for a code near it: an amount, a phone number...
+            found_code = found_code or (digits, sentence)
+            near |= concepts
+            confirms_request = confirms_request or any(_near(s, "confirm", "request", 8) for s in context)
+    if found_code is None:
         return None
-    for kind, patterns in rules.kind_patterns:
-        if (_first_search(patterns, text.subject, text.subject_words)
-                or _first_search(patterns, text.body, text.body_words)):
-            return kind
-    return DEFAULT_KIND
+    if not near & (TOPIC_CONCEPTS | {"login", "request"}):  # the words around the code do not say
+        near = set(reading.concepts())
+        confirms_request = any(_near(s, "confirm", "request", 8) for s in sentences if not s.quoted)
+    strong = bool(near & TOPIC_CONCEPTS) or confirms_request
+    for_login = "login" in near
+    weak = "confirm" in near and "request" in near
+    return _CodeFinding(found_code[0], strong or (weak and not for_login), for_login, found_code[1])
 
 
-def _snippet(found: re.Match | bool | None, width: int = 60) -> str | None:
-    if not isinstance(found, re.Match):
-        return None
-    text, start, end = found.string, found.start(), found.end()
-    left, right = max(0, start - width), min(len(text), end + width)
-    return ("..." if left else "") + text[left:right] + ("..." if right < len(text) else "")
+def _near(sentence: Sentence, first: str, second: str, window: int) -> bool:
+    return any(abs(a.start - b.start) <= window for a in sentence.of(first) for b in sentence.of(second))
 
 
-def _quoted(found: re.Match | bool | None) -> str:
-    if not isinstance(found, re.Match):
-        return ""
-    matched = found.group(0)
-    return f' ("{matched[:80]}{"..." if len(matched) > 80 else ""}")'
+@dataclass(frozen=True)
+class MailText:
+    """The normalised text of a mail as pattern rules see it, with its word sets for the cheap tests."""
 
+    subject: str
+    body: str
+    sender_domain: str
+    subject_words: frozenset[str]
+    body_words: frozenset[str]
 
-def _winning_rule(text: MailText, rules: RuleSet) -> tuple[Rule | None, re.Match | bool | None]:
-    for rule in rules.rules:
-        found = rule.match(text)
-        if found:
-            return rule, found
-    return None, None
+    @classmethod
+    def of(cls, mail: ParsedMail) -> "MailText":
+        return cls(mail.normalised_subject, mail.normalised_text, mail.sender_domain,
+                   words_of(mail.normalised_subject), words_of(mail.normalised_text))
 
 
 @dataclass(frozen=True)
 class _Decision:
     classification: Classification
-    winner: Rule | None = None
-    found: re.Match | bool | None = None
-    text: MailText | None = None   # None when the rules were not consulted
+    deciding: Signal | None = None
+    runner_up: Signal | None = None
+    reading: Reading | None = None
+    signals: tuple[Signal, ...] = ()
+    pattern_rule: Rule | None = None
+    pattern_found: re.Match | bool | None = None
+
+
+def _strongest(signals: list[Signal]) -> dict[str, Signal]:
+    best: dict[str, Signal] = {}
+    for signal in signals:
+        if signal.category not in best or signal.strength > best[signal.category].strength:
+            best[signal.category] = signal
+    return best
+
+
+def _resolve(signals: list[Signal]) -> tuple[Signal | None, Signal | None, tuple[str, ...]]:
+    """(deciding signal, runner-up, conflicting categories): conflicts leave the decision to the person."""
+    best = _strongest(signals)
+    strong = {category for category, signal in best.items() if signal.strength == STRONG}
+    for a, b in CONFLICTING:
+        if a in strong and b in strong:
+            first, second = sorted((a, b), key=PRECEDENCE.index)
+            return None, best[second], (first, second)
+    # A decision, even a weak sign of one, says more than "we received your request".
+    ranked = sorted(best.values(), key=lambda s: (s.category in _RECEIPT_OR_NEWS, -s.strength,
+                                                  PRECEDENCE.index(s.category)))
+    return (ranked[0] if ranked else None), (ranked[1] if len(ranked) > 1 else None), ()
+
+
+def _kind_of(reading: Reading, text: MailText | None, rules: RuleSet, category: str,
+             rule_kind: str | None = None) -> str | None:
+    if category not in REQUEST_CATEGORIES:
+        return None
+    if rule_kind:
+        return rule_kind
+    for sentence in reading.sentences:
+        if not sentence.quoted and "third_party" in sentence.concepts():
+            return "third_party_data"
+    if text is not None:
+        for kind, patterns in rules.kind_patterns:
+            if (_first_search(patterns, text.subject, text.subject_words)
+                    or _first_search(patterns, text.body, text.body_words)):
+                return kind
+    return DEFAULT_KIND
+
+
+def _describe(signal: Signal) -> str:
+    sentence = signal.sentence.text
+    if len(sentence) > 160:
+        sentence = sentence[:157] + "..."
+    return f'{signal.category} by {signal.rule} in "{_masked(sentence)}"'
+
+
+def _masked(text: str) -> str:
+    return CODE.sub(lambda found: re.sub(r"\d", "*", found.group(0)), text)
 
 
 def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdict: AuthVerdict) -> _Decision:
     def result(category: str, reason: str, *, platform: str | None = None, kind: str | None = None,
-               otp: str | None = None, reference: str | None = None, rule: str | None = None) -> Classification:
+               otp: str | None = None, reference: str | None = None, rule: str | None = None,
+               guesses: tuple[str, ...] = ()) -> Classification:
         return Classification(category, platform, kind, otp, reference, rule,
-                              verdict.authenticated, verdict.label, reason)
+                              verdict.authenticated, verdict.label, reason, guesses)
 
-    # Decided by the sender alone, before any body pattern runs.
+    # Decided by the sender alone, before any word is read.
     if not verdict.concerns_meta:
         return _Decision(result(UNRELATED, verdict.reason))
     if verdict.suspicious:
         return _Decision(result(SUSPICIOUS, verdict.reason, platform=platform_of(mail)))
 
-    text = MailText.of(mail)
-    winner, found = _winning_rule(text, rules)
-    if winner is None:
-        reason = "Meta mail that no rule recognises and that does not mention a privacy request."
-        return _Decision(result(UNRELATED, reason), text=text)
+    reading = read(mail.subject, mail.text, rules.lexicon)
+    platform = platform_of(mail)
+    normalised_all = mail.normalised_subject + "\n" + mail.normalised_text
+    references = _references(normalised_all, rules.reference)
+    reference = min(references, key=normalised_all.find) if references else None
+    held = getattr(verdict, "held", None)
+    if held:
+        return _Decision(result(META_OTHER, f"Held for review: {held}", platform=platform), reading=reading)
 
-    platform = platform_of(mail, winner.platform)
-    trusted = verdict.authenticated is True or auth.unverified == "trust"
-    if not trusted and winner.category not in (UNRELATED, SUSPICIOUS):
-        # Held for the person: acting on a forged refusal or code would do harm.
-        reason = (f"Sender not verified: {verdict.reason} "
-                  f"Held for review; rule {winner.id} would make it {winner.category}.")
-        return _Decision(result(META_OTHER, reason, platform=platform, kind=winner.kind), winner, found, text)
+    # A pattern rule that matches is the person's own word for this template: it decides.
+    text = MailText.of(mail) if rules.rules else None
+    for rule in rules.rules:
+        found = rule.match(text)
+        if found:
+            return _finish(mail, rules, auth, verdict, reading, result, rule.category, rule.id,
+                           f"rule {rule.id} matched{_quoted(found)}", platform=platform_of(mail, rule.platform),
+                           kind=rule.kind, reference=_first_group(rule.extract_reference, text.subject, text.body)
+                           or reference, otp_pattern=rule.extract_otp, text=text,
+                           decision=dict(pattern_rule=rule, pattern_found=found))
 
+    signals = [signal for concept in rules.concepts for sentence in reading.sentences
+               if (signal := evaluate(concept, sentence)) is not None]
+    code = _find_code(reading, rules.reference)
+    concepts = reading.concepts()
+    topic = bool(concepts & TOPIC_CONCEPTS)
+    ordinary = "ordinary" in concepts or (code is not None and code.for_login and not code.for_request)
+    if code is not None and code.for_request and code.sentence is not None:
+        signals.append(Signal(OTP, STRONG, "code.for-request", code.sentence, ()))
+    # In Meta's ordinary mail, a decision needs the topic: "we received a request to
+    # reset your password" is not about an objection.
+    if ordinary and not topic:
+        signals = [s for s in signals if s.category not in REQUEST_CATEGORIES or s.category == OTP]
+
+    deciding, runner_up, conflict = _resolve(signals)
+    info = dict(reading=reading, signals=tuple(signals), runner_up=runner_up)
+    if conflict:
+        reason = (f"Held for review: the mail reads as {conflict[0]} ({_describe(runner_up if runner_up.category == conflict[0] else _strongest(signals)[conflict[0]])}) "
+                  f"and as {conflict[1]} ({_describe(_strongest(signals)[conflict[1]])}).")
+        return _Decision(result(META_OTHER, reason, platform=platform, reference=reference, guesses=conflict),
+                         deciding=_strongest(signals)[conflict[0]], **info)
+    if deciding is not None and ordinary and deciding.strength < STRONG:
+        deciding = None
+    if deciding is None:
+        if ordinary:
+            why = "One of Meta's ordinary mails (log-in codes, notifications...), not about a privacy request."
+            return _Decision(result(UNRELATED, why), **info)
+        if topic:
+            found = sorted(concepts & TOPIC_CONCEPTS)
+            why = (f"A Meta mail about the privacy topic ({', '.join(found)}) that no rule recognises: "
+                   "held for review.")
+            return _Decision(result(META_OTHER, why, platform=platform, reference=reference), **info)
+        why = "Meta mail that does not mention a privacy request."
+        return _Decision(result(UNRELATED, why), **info)
+
+    concept = rules.get(deciding.rule)
+    rule_kind = concept.kind if isinstance(concept, ConceptRule) else None
+    return _finish(mail, rules, auth, verdict, reading, result, deciding.category, deciding.rule,
+                   f'rule {deciding.rule} read "{_masked(_short(deciding.sentence.text))}"'
+                   + (f" ({deciding.words()})" if deciding.matched else ""),
+                   platform=platform, kind=rule_kind, reference=reference, code=code,
+                   decision=dict(deciding=deciding, **info))
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _finish(mail, rules, auth, verdict, reading, result, category, rule_id, how, *, platform, kind, reference,
+            code=None, otp_pattern=None, text=None, decision) -> _Decision:
+    trusted = verdict.authenticated is True or (auth.unverified == "trust" and verdict.label == "unverified"
+                                                and verdict.authenticated is None)
+    kind = _kind_of(reading, text, rules, category, kind)
+    if not trusted and category not in (UNRELATED, SUSPICIOUS, META_OTHER):
+        reason = f"Sender not verified: {verdict.reason} Held for review; {how} would make it {category}."
+        return _Decision(result(META_OTHER, reason, platform=platform, reference=reference,
+                                guesses=(category,)), **decision)
     otp = None
-    if verdict.authenticated is True:  # never from unverified mail, even when trusted for its category
-        otp = _first_group(winner.extract_otp, text.subject, text.body)
-    reference = _first_group(winner.extract_reference, text.subject, text.body)
-    meaning = _MEANING[winner.category]
-    quoted = _quoted(found)
-    if winner.category == OTP:
-        quoted = re.sub(r"\d", "*", quoted)  # reasons are logged and shown; the code is not
-    reason = f"{meaning[0].upper()}{meaning[1:]}: rule {winner.id} matched{quoted}"
-    if winner.category == OTP and verdict.authenticated is not True:
+    if category == OTP and verdict.authenticated is True:  # never from unverified mail, even when trusted
+        if otp_pattern is not None and text is not None:
+            otp = _first_group(otp_pattern, text.subject, text.body)
+        elif code is not None:
+            otp = code.code
+    meaning = _MEANING[category]
+    reason = f"{meaning[0].upper()}{meaning[1:]}: {how}"
+    if category == OTP and verdict.authenticated is not True:
         reason += ", but the code is not shown: the sender is not verified"
-    elif winner.category == OTP and otp is None:
+    elif category == OTP and otp is None:
         reason += ", but no code was found in the mail"
-    classification = result(winner.category, reason + ".", platform=platform, kind=_kind_of(text, rules, winner),
-                            otp=otp, reference=reference, rule=winner.id)
-    return _Decision(classification, winner, found, text)
+    return _Decision(result(category, reason + ".", platform=platform, kind=kind, otp=otp, reference=reference,
+                            rule=rule_id), **decision)
+
+
+def _first_group(pattern: re.Pattern | None, *texts: str) -> str | None:
+    if pattern is None:
+        return None
+    for text in texts:
+        found = pattern.search(text)
+        if found:
+            value = next((g for g in found.groups() if g), None)
+            if value:
+                return value
+    return None
+
+
+def _quoted(found: re.Match | bool | None) -> str:
+    if not isinstance(found, re.Match):
+        return ""
+    matched = _masked(found.group(0))
+    return f' ("{matched[:80]}{"..." if len(matched) > 80 else ""}")'
 
 
 def classify(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings) -> Classification:
@@ -507,67 +714,29 @@ def classify(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings) -> Cl
     return _decide(mail, rules, auth, check_authenticity(mail, auth)).classification
 
 
-# --- explanation ---------------------------------------------------------------------
-
-def _why_not(rule: Rule, text: MailText) -> str | None:
-    """The first condition of ``rule`` that fails on the mail, or None if it matches."""
-    if rule.sender_domains and not is_meta_domain(text.sender_domain, rule.sender_domains):
-        return (f"sender condition failed: {text.sender_domain or '(none)'} "
-                f"is not in {', '.join(rule.sender_domains)}")
-    for name, where, content, words in (("subject_any", "subject", text.subject, text.subject_words),
-                                        ("body_any", "body", text.body, text.body_words)):
-        patterns = getattr(rule, name)
-        if patterns and _first_search(patterns, content, words) is None:
-            if len(patterns) == 1:
-                return f"{where}: pattern '{_shorten(patterns[0].source)}' not found"
-            return f"{where}: none of its {len(patterns)} {name} patterns found"
-    for name, where, content, words in (("subject_all", "subject", text.subject, text.subject_words),
-                                        ("body_all", "body", text.body, text.body_words)):
-        for pattern in getattr(rule, name):
-            if pattern.search(content, words) is None:
-                return f"{where}: pattern '{_shorten(pattern.source)}' not found"
-    for content, words in ((text.subject, text.subject_words), (text.body, text.body_words)):
-        for pattern in rule.none:
-            found = pattern.search(content, words)
-            if found is not None:
-                return f"excluded by none-pattern '{_shorten(pattern.source)}' (found \"{found.group(0)}\")"
-    return None
-
-
-def _shorten(pattern: str, limit: int = 70) -> str:
-    return pattern if len(pattern) <= limit else pattern[:limit - 3] + "..."
-
-
 def explain(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings) -> Explanation:
-    """Why a mail got its category: the verdict, the winning rule and what every other rule did."""
+    """Why a mail got its category: the deciding sentence, its words, and the runner-up."""
     verdict = check_authenticity(mail, auth)
     decision = _decide(mail, rules, auth, verdict)
-    winner = decision.winner
-
-    checks = []
-    for rule in rules.rules:
-        if decision.text is None:
-            why = "the sender is not Meta" if not verdict.concerns_meta else "the sender only pretends to be Meta"
-            matched, note = False, f"not checked: {why}"
-        else:
-            failure = _why_not(rule, decision.text)
-            matched = failure is None
-            if rule is winner:
-                note = "matches: the winner"
-            elif matched:
-                note = f"matches too, but lower priority than the winner {winner.id}"
-            else:
-                note = failure
-        checks.append(RuleCheck(rule.id, rule.category, rule.priority, matched, note))
-
     sender = f"{mail.sender_name} <{mail.sender_address}>" if mail.sender_name else mail.sender_address
+    deciding = decision.deciding
+    winner = decision.pattern_rule.id if decision.pattern_rule else (deciding.rule if deciding else None)
+    if decision.pattern_rule is not None:
+        matched_text = _masked(decision.pattern_found.group(0)) if isinstance(decision.pattern_found, re.Match) else None
+        words = None
+    else:
+        matched_text = _masked(deciding.sentence.text) if deciding else None
+        words = deciding.words() if deciding and deciding.matched else None
     return Explanation(
         classification=decision.classification,
         verdict=verdict,
         sender=sender,
         recipient=mail.recipient,
         subject=mail.subject,
-        winner=winner.id if winner else None,
-        matched_text=_snippet(decision.found),
-        checks=tuple(checks),
+        winner=winner,
+        matched_text=matched_text,
+        matched_words=words,
+        runner_up=_describe(decision.runner_up) if decision.runner_up else None,
+        languages=tuple(sorted(decision.reading.languages)) if decision.reading else (),
+        signals=decision.signals,
     )

@@ -105,10 +105,11 @@ def _run_secret_command(account: AccountSettings, command: str, key: str) -> str
     except (OSError, subprocess.TimeoutExpired) as err:
         raise SourceError(f"account {account.name}: {key} could not run: {type(err).__name__}") from err
     if result.returncode != 0:
-        # stderr names the problem ("password store is locked"); stdout may hold a secret.
-        detail = _first_line(result.stderr)[:200]
-        raise SourceError(f"account {account.name}: {key} failed with exit status {result.returncode}"
-                          + (f": {detail}" if detail else ""))
+        # Only the exit status: what the command printed is neither shown nor stored. Its stderr
+        # may hold the secret, a token or a path (a debug trace, a prompt echoed back), and this
+        # error is printed, stored as the account's last error, shown by `status` and alerted.
+        raise SourceError(f"account {account.name}: {key} failed with exit status {result.returncode} "
+                          f"(run it yourself to see why)")
     secret = _first_line(result.stdout)
     if not secret:
         raise SourceError(f"account {account.name}: {key} printed nothing")
