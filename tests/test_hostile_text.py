@@ -235,8 +235,8 @@ def test_a_failing_password_command_shows_its_exit_status_only(cli, config_file)
     assert "hunter2" not in cli("status").stdout
 
 
-def test_a_library_never_logs_a_mails_code(cli, tmp_path):
-    # mail-parser quotes a header it cannot decode, at error level, and Received lines at debug level.
+def test_no_log_line_shows_a_mails_code(cli, tmp_path):
+    # A header that cannot be decoded, and a Received line, both carrying the code.
     raw = meta_mail("Your objection to AI at Meta: enter this code: 482913.", subject="PLACEHOLDER")
     raw = raw.replace(b"Subject: PLACEHOLDER", b"Received: from mx (code 482913) by mx.example.org\n"
                                                 b"Subject: Your code 482913 =?utf-8?b?A?=")
@@ -244,7 +244,7 @@ def test_a_library_never_logs_a_mails_code(cli, tmp_path):
     for verbosity in ((), ("-v",), ("-vvv",)):
         result = cli(*verbosity, "classify", tmp_path / "otp.eml")
         assert "482913" not in result.stderr, (verbosity, result.stderr)
-    assert "mailparser" in result.stderr  # it is still heard that the library had something to say
+        assert result.exit_code == 0
 
 
 def test_imap_protocol_dumps_are_not_logged_at_debug_level(capsys):

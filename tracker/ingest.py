@@ -77,7 +77,10 @@ def classify_raw(raw: bytes, rules: RuleSet, settings: Settings) -> tuple[Parsed
     """Parse and classify; never raises for a bad mail (the error is in the result)."""
     mail = parse_mail(raw)
     try:
-        return mail, classify(mail, rules, settings.authenticity)
+        result = classify(mail, rules, settings.authenticity)
+        if result.category != v.UNRELATED:
+            mail.read_body()  # a kept mail's body errors are recorded with it
+        return mail, result
     except Exception as err:  # a rule bug must not stop the run; keep the mail for review
         log.exception("classification failed")
         error = f"classification failed: {type(err).__name__}: {err}"

@@ -28,10 +28,6 @@ def redact(text: str) -> str:
     return text
 
 
-# mail-parser quotes the mail it reads: header values (a subject with its
-# one-time code, Received lines) in its debug lines and even in its errors. Its
-# records keep their level and logger; their words never show.
-_QUOTING_LIBRARIES = ("mailparser", "mail-parser")
 # At debug level (-vvv) only these libraries are heard, because what they log is
 # the tracker's own doing, not mail: imapclient's commands (LOGIN redacted by
 # imapclient), the scheduler, SQL statements (parameters hidden). Not heard:
@@ -51,7 +47,7 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
 
 class MailContentFilter(logging.Filter):
     """Keeps mail content out of the log: third-party debug lines only from libraries that log no
-    mail, imaplib's protocol dump without the mails, and mail-parser's messages withheld."""
+    mail, and imaplib's protocol dump without the mails."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.INFO:
@@ -59,9 +55,6 @@ class MailContentFilter(logging.Filter):
                 return False
             if _under(record.name, ("imapclient.imaplib",)) and not _IMAPLIB_KEPT.match(record.getMessage()):
                 return False
-        if _under(record.name, _QUOTING_LIBRARIES):
-            record.msg, record.args = "(message withheld: this library quotes the mail it reads)", None
-            record.exc_info = record.exc_text = None
         return True
 
 
@@ -94,7 +87,7 @@ def configure(verbose: int = 0, as_json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party libraries stay quiet unless debugging.
-    for name in ("imapclient", "apprise", "apscheduler", "sqlalchemy", "mailparser", "mail-parser"):
+    for name in ("imapclient", "apprise", "apscheduler", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
     # SQLAlchemy logs result rows at debug level, and rows hold one-time codes: statements only.
     logging.getLogger("sqlalchemy").setLevel(logging.INFO if verbose >= 3 else logging.WARNING)

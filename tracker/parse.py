@@ -1,4 +1,10 @@
-"""Turn raw mail bytes into a :class:`ParsedMail`. The only module that uses mail-parser.
+"""Turn raw mail bytes into a :class:`ParsedMail`, with the standard library's email parser.
+
+Headers first: most mail in a mailbox is not from Meta, and for it the
+headers are all the tracker needs. The body is parsed only when something
+asks for its text, and only for mail under the size limit; the header block
+is cut at ``MAX_HEADER_BYTES``. So a 50 MB mail from someone else costs its
+headers, not 50 MB of parsing.
 
 Nothing here raises on bad input: a mail that cannot be read completely is
 returned with what could be read and ``error`` set, so the caller can record it
@@ -7,15 +13,18 @@ and go on with the next one.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email
 import email.utils
 import logging
+import re
 from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
 from email.headerregistry import HeaderRegistry
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
-
-import mailparser
 
 from tracker.text import html_to_text, normalise
 
@@ -23,6 +32,13 @@ log = logging.getLogger(__name__)
 
 # A plain part shorter than this may be a stub that points to the HTML part.
 _STUB_WORDS = 30
+# A header block larger than this is hostile (no mail program writes one); the rest is cut.
+MAX_HEADER_BYTES = 512 * 1024
+# Mail larger than this is recorded by its headers and SHA-256; its body is not read.
+DEFAULT_MAX_MAIL_BYTES = 25 * 1024 * 1024
+# Text read from one body part at most: a decision stands near the top of a mail.
+MAX_PART_CHARS = 2 * 1024 * 1024
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -47,8 +63,31 @@ class ParsedMail:
     # How often each header occurs, by lower-case name: a second To or From is a replay's mark.
     header_counts: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     error: str | None = None          # why the mail could not be read completely
-    body_plain: str = field(default="", repr=False)
-    body_html: str = field(default="", repr=False)
+    # The body parts as text; None until asked for, then read from ``raw``.
+    body_plain: str | None = field(default=None, repr=False)
+    body_html: str | None = field(default=None, repr=False)
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    too_large: bool = False           # over the size limit: headers only
+    # Where the body starts, for reading it without parsing the headers again.
+    body_start: int = field(default=0, repr=False, compare=False)
+
+    @cached_property
+    def _parts(self) -> tuple[str, str]:
+        """(plain, html) text of the body, read from ``raw`` on first use; body errors join ``error``."""
+        if self.body_plain is not None or self.body_html is not None:
+            return self.body_plain or "", self.body_html or ""
+        if not self.raw or self.too_large:
+            return "", ""
+        plain, markup, errors = _read_body(self.raw, self.body_start)
+        if errors:
+            # The dataclass is frozen for its callers; reading the body is part of reading
+            # the mail, so what it finds belongs in the one error the store records.
+            object.__setattr__(self, "error", "; ".join(dict.fromkeys(filter(None, [self.error, *errors]))))
+        return plain, markup
+
+    def read_body(self) -> None:
+        """Read the body now, so that its errors show in ``error``."""
+        self._parts  # noqa: B018 - the cached property does the work
 
     @cached_property
     def text(self) -> str:
@@ -57,10 +96,11 @@ class ParsedMail:
         A plain part that is only a stub ("view this email in your browser")
         gives way to the HTML part when that says more.
         """
-        plain = self.body_plain.strip()
-        if not self.body_html or len(plain.split()) >= _STUB_WORDS:
-            return plain or html_to_text(self.body_html)
-        from_html = html_to_text(self.body_html)
+        body_plain, body_html = self._parts
+        plain = body_plain.strip()
+        if not body_html or (plain and not _is_stub(plain)):
+            return plain or html_to_text(body_html)
+        from_html = html_to_text(body_html)
         return from_html if len(from_html.split()) > 2 * len(plain.split()) else plain
 
     @cached_property
@@ -79,6 +119,11 @@ class ParsedMail:
     @property
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2]
+
+
+def _is_stub(plain: str) -> bool:
+    """A short plain part with a link points to the HTML part ("view this email in your browser")."""
+    return len(plain.split()) < _STUB_WORDS and ("http" in plain or "www." in plain)
 
 
 def _addresses(pairs) -> list[str]:
@@ -188,70 +233,50 @@ def _parse_date(message) -> datetime | None:
         return None  # year 9999 with a negative zone overflows; nonsense is just "no date"
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Parse one mail. Never raises: problems end up in ``ParsedMail.error``."""
+def parse_mail(raw: bytes, max_bytes: int = DEFAULT_MAX_MAIL_BYTES) -> ParsedMail:
+    """Parse one mail's headers; the body waits until its text is asked for. Never raises."""
     if not raw or not raw.strip():
         return ParsedMail(error="empty message")
     try:
-        return _parse(raw)
+        return _parse(raw, max_bytes)
     except Exception as err:  # the email package has more ways to fail than can be listed
         log.debug("cannot parse message", exc_info=True)
         return ParsedMail(error=f"cannot parse message: {type(err).__name__}: {err}")
 
 
-def _parse(raw: bytes) -> ParsedMail:
-    try:
-        parsed = mailparser.parse_from_bytes(raw)
-    except Exception as err:  # mail-parser raises many kinds on broken input
-        log.debug("mail-parser failed", exc_info=True)
-        return ParsedMail(error=f"cannot parse message: {type(err).__name__}: {err}")
+def _header_block(raw: bytes) -> tuple[bytes, list[str]]:
+    end = _HEADER_END.search(raw, 0, MAX_HEADER_BYTES + 4)
+    if end is not None:
+        return raw[:end.end()], []
+    if len(raw) <= MAX_HEADER_BYTES:
+        return raw, []
+    return raw[:MAX_HEADER_BYTES], [f"header block over {MAX_HEADER_BYTES // 1024} KB: the rest was not read"]
 
-    message = parsed.message
-    errors: list[str] = []
+
+def _parse(raw: bytes, max_bytes: int) -> ParsedMail:
+    block, errors = _header_block(raw)
+    message = BytesHeaderParser().parsebytes(block)
     if not any(message.get(h) for h in ("From", "Date", "Subject", "Message-ID")):
         errors.append("no mail headers (From, Date, Subject, Message-ID all missing)")
 
-    try:
-        subject = parsed.subject or ""
-        if isinstance(subject, (list, tuple)):  # mail-parser gives every copy of a repeated Subject
-            subject = str(subject[0]) if subject else ""
-    except Exception as err:
-        subject, _ = "", errors.append(f"unreadable Subject: {err}")
-    try:
-        senders = parsed.from_ or []
-    except Exception as err:
-        senders, _ = [], errors.append(f"unreadable From: {err}")
-    sender_name, sender_address = "", ""
-    if senders:
-        sender_name = (senders[0][0] or "").strip()
-        sender_address = (_addresses(senders[:1]) or [""])[0]
-    # mail-parser decodes the From header before splitting it; split first, then decode.
+    subjects = _raw_header_values(message, "subject")
+    subject = " ".join(_decoded(subjects[0]).split()) if subjects else ""
+    # Split From first, then decode: an encoded display name stays a name.
     from_values = _raw_header_values(message, "from")
     mailboxes = [mailbox for value in from_values for mailbox in _mailboxes(value)]
-    if mailboxes:
-        sender_name, sender_address = mailboxes[0]
+    sender_name, sender_address = mailboxes[0] if mailboxes else ("", "")
 
     # The address Meta wrote to comes first: a family member's mail forwarded into
     # one mailbox must join that member's request, not the mailbox owner's.
-    # mail-parser has already split the address headers; X-Original-To it leaves as text.
     recipients: list[str] = []
-    try:
-        recipients += _addresses(parsed.to) + _addresses(parsed.cc)
-        recipients += _addresses(email.utils.getaddresses(_header_values(message, "X-Original-To")))
-        recipients += _addresses(parsed.delivered_to)
-    except Exception as err:
-        errors.append(f"unreadable recipients: {err}")
+    for name in ("to", "cc", "x-original-to", "delivered-to"):
+        for value in _raw_header_values(message, name):
+            recipients += [address for _, address in _mailboxes(value) if address]
 
-    try:
-        plain, markup = "\n".join(parsed.text_plain), "\n".join(parsed.text_html)
-    except Exception as err:
-        plain, markup, _ = "", "", errors.append(f"unreadable body: {err}")
-
-    for defect in parsed.defects or ():
-        for kinds in defect.values():
-            for description in kinds:
-                if "CharsetDecodeDefect" in description or "Base64" in description:
-                    errors.append(description.split(".")[0])
+    too_large = len(raw) > max_bytes
+    if too_large:
+        errors.append(f"mail of {len(raw) / 1024 / 1024:.1f} MB is over the size limit of "
+                      f"{max_bytes / 1024 / 1024:.0f} MB: only its headers were read")
 
     # str(): a Message-ID with raw 8-bit bytes comes back as a Header object.
     message_id = str(message.get("Message-ID") or "").strip().strip("<>") or None
@@ -267,6 +292,115 @@ def _parse(raw: bytes) -> ParsedMail:
         from_headers=tuple(_decoded(value[:_MAX_FROM]) for value in from_values),
         header_counts=_header_counts(message),
         error="; ".join(dict.fromkeys(errors)) or None,
-        body_plain=plain,
-        body_html=markup,
+        raw=raw,
+        too_large=too_large,
+        body_start=len(block),
     )
+
+
+def _read_body(raw: bytes, body_start: int) -> tuple[str, str, list[str]]:
+    """The text/plain and text/html parts of a body that are not attachments, and what went wrong.
+
+    Common shapes (one text part; multipart with well-formed boundaries) are split
+    and decoded directly with C-level searches; anything unusual goes to the
+    email package, which reads what it can and names the defect.
+    """
+    headers = BytesHeaderParser().parsebytes(raw[:body_start])
+    found: tuple[list[str], list[str], list[str]] = ([], [], [])
+    if _read_part(headers, raw[body_start:], found, depth=0):
+        plain, markup, errors = found
+        return "\n".join(plain), "\n".join(markup), errors
+    return _read_body_with_email_package(raw)
+
+
+_MAX_DEPTH = 5
+
+
+def _read_part(headers, body: bytes, found: tuple[list[str], list[str], list[str]], depth: int) -> bool:
+    """Add one MIME part's text to ``found``; False when the part needs the email package."""
+    plain, markup, errors = found
+    content_type = headers.get_content_type()
+    if headers.get_content_maintype() == "multipart":
+        boundary = headers.get_boundary()
+        if not boundary or depth >= _MAX_DEPTH:
+            return False
+        delimiter = re.compile(rb"(?m)^--" + re.escape(boundary.encode("ascii", "replace")) + rb"(--)?[ \t]*\r?$")
+        marks = list(delimiter.finditer(body))
+        if not marks or marks[-1].group(1) is None:
+            return False  # no closing boundary: damaged, or cut off
+        for opening, closing in zip(marks, marks[1:]):
+            part = body[opening.end():closing.start()].lstrip(b"\r\n") if opening.group(1) is None else b""
+            if not part and opening.group(1) is not None:
+                continue
+            end = _HEADER_END.search(part)
+            if end is None or part[:1] in (b"\r", b"\n"):
+                # A part without headers: text/plain by RFC 2045.
+                part_headers, part_body = BytesHeaderParser().parsebytes(b""), part
+            else:
+                part_headers, part_body = BytesHeaderParser().parsebytes(part[:end.end()]), part[end.end():]
+            if not _read_part(part_headers, part_body, found, depth + 1):
+                return False
+        return True
+    if content_type not in ("text/plain", "text/html"):
+        return True
+    if (headers.get("Content-Disposition") or "").strip().lower().startswith("attachment"):
+        return True
+    encoding = str(headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()
+    if encoding == "base64":
+        try:
+            body = base64.b64decode(body)  # skips line breaks and other characters outside the alphabet
+        except (binascii.Error, ValueError):
+            return False
+    elif encoding == "quoted-printable":
+        body = binascii.a2b_qp(body)
+    charset = headers.get_content_charset() or "utf-8"
+    try:
+        text = body.decode(charset, "replace")
+    except LookupError:
+        errors.append(f"unknown charset {charset[:40]!r}: read as UTF-8")
+        text = body.decode("utf-8", "replace")
+    (plain if content_type == "text/plain" else markup).append(text[:MAX_PART_CHARS])
+    return True
+
+
+def _read_body_with_email_package(raw: bytes) -> tuple[str, str, list[str]]:
+    """The text/plain and text/html parts that are not attachments, as text, and what went wrong."""
+    errors: list[str] = []
+    try:
+        message = email.message_from_bytes(raw)
+    except Exception as err:
+        return "", "", [f"unreadable body: {type(err).__name__}: {err}"]
+    plain: list[str] = []
+    markup: list[str] = []
+    try:
+        parts = list(message.walk())
+    except RecursionError:
+        return "", "", ["unreadable body: MIME parts nested too deep"]
+    for part in parts:
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        if (part.get("Content-Disposition") or "").strip().lower().startswith("attachment"):
+            continue
+        subtype = part.get_content_subtype()
+        if subtype not in ("plain", "html"):
+            continue
+        try:
+            payload = part.get_payload(decode=True) or b""
+        except Exception as err:
+            errors.append(f"unreadable body part: {type(err).__name__}")
+            continue
+        for defect in part.defects:
+            if "Base64" in type(defect).__name__:
+                errors.append(f"damaged base64 body ({type(defect).__name__})")
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = payload.decode(charset, "replace")
+        except LookupError:
+            errors.append(f"unknown charset {charset[:40]!r}: read as UTF-8")
+            text = payload.decode("utf-8", "replace")
+        (plain if subtype == "plain" else markup).append(text[:MAX_PART_CHARS])
+    for defect in message.defects:
+        name = type(defect).__name__
+        if name in ("StartBoundaryNotFoundDefect", "CloseBoundaryNotFoundDefect", "MultipartInvariantViolationDefect"):
+            errors.append(f"damaged MIME structure ({name})")
+    return "\n".join(plain), "\n".join(markup), errors

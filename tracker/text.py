@@ -11,7 +11,6 @@ import re
 import unicodedata
 
 import lxml.etree
-import lxml.html
 
 # Elements whose content is never shown, or is someone else's words (quoted history).
 _SKIPPED = ("head", "style", "script", "title", "template", "noscript", "svg", "blockquote", "object", "iframe")
@@ -25,10 +24,18 @@ _BLOCK_TAG = re.compile(r"<(?=/?(?:p|div|br|tr|td|th|li|h[1-6]|table|ul|ol|dl|dt
 _MAYBE_HIDDEN = lxml.etree.XPath(
     "//*[@hidden or contains(@style, 'none') or contains(@style, 'NONE') or contains(@style, 'idden')"
     " or contains(@style, 'IDDEN') or contains(@style, ':0') or contains(@style, ': 0')]")
+# Most mail hides nothing: a look for these in the markup spares the element walk. Templates
+# write styles in lower case; text hidden in upper case would only be read, never dropped.
+_HIDING_MARKS = ("display:none", "display: none", "display :none", "visibility:hidden", "visibility: hidden",
+                 "mso-hide", "size:0", "size: 0", "height:0", "height: 0", "width:0", "width: 0", "opacity:0",
+                 "opacity: 0", " hidden", "DISPLAY:NONE", "DISPLAY: NONE")
 _HIDDEN_STYLE = re.compile(
     r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all|opacity\s*:\s*0(?:\.0*)?\s*(?:;|$|!)"
     r"|(?:^|[;\s])(?:max-)?(?:height|width)\s*:\s*0(?:px|em|pt|%)?\s*(?:;|$|!)"
     r"|font-size\s*:\s*0(?:px|em|pt|%)?\s*(?:;|$|!)", re.I)
+
+# libxml2's HTML parser without lxml.html's per-element Python classes: text is all we need.
+_HTML_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 
 # Characters that render as nothing: zero-width spaces and joiners, word joiner,
 # byte-order mark, soft hyphen. Meta's templates put them between words.
@@ -50,6 +57,20 @@ def _tidy_lines(text: str) -> str:
     return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
 
 
+def _remove_keeping_tail(element) -> None:
+    """Take an element out of the tree; the text that follows it stays."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    if element.tail:
+        previous = element.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + element.tail
+        else:
+            parent.text = (parent.text or "") + element.tail
+    parent.remove(element)
+
+
 def html_to_text(markup: str) -> str:
     """The text a reader sees in an HTML body: blocks become lines, entities are decoded.
 
@@ -61,16 +82,16 @@ def html_to_text(markup: str) -> str:
     if not markup.strip():
         return ""
     try:
-        document = lxml.html.document_fromstring(_BLOCK_TAG.sub("\n<", markup.replace("\x00", "")))
+        document = lxml.etree.fromstring(_BLOCK_TAG.sub("\n<", markup.replace("\x00", "")), _HTML_PARSER)
     except (lxml.etree.LxmlError, ValueError):
         return ""  # nothing a parser could build a document from: no text
-    lxml.etree.strip_elements(document, *_SKIPPED, lxml.etree.Comment, lxml.etree.ProcessingInstruction,
-                              with_tail=False)
-    for element in _MAYBE_HIDDEN(document):
+    if document is None:
+        return ""
+    lxml.etree.strip_elements(document, *_SKIPPED, with_tail=False)
+    for element in _MAYBE_HIDDEN(document) if any(mark in markup for mark in _HIDING_MARKS) else ():
         if element.get("hidden") is not None or _HIDDEN_STYLE.search(element.get("style") or ""):
-            if element.getparent() is not None:
-                element.drop_tree()  # keeps the text that follows the element
-    return _tidy_lines(document.text_content())
+            _remove_keeping_tail(element)
+    return _tidy_lines(lxml.etree.tostring(document, method="text", encoding=str))
 
 
 def normalise(text: str) -> str:

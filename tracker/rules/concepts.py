@@ -46,6 +46,11 @@ class ConceptRule:
     description: str = ""
     source: str = ""
 
+    @property
+    def needs(self) -> frozenset[str]:
+        """Concepts a sentence must have for this rule to apply: a cheap test before the word positions."""
+        return frozenset(self.all) | frozenset(self.also)
+
 
 @dataclass(frozen=True)
 class Signal:

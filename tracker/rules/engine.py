@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ _INSTAGRAM_DOMAINS = ("instagram.com",)
 _FACEBOOK_DOMAINS = ("facebookmail.com", "facebook.com", "fb.com")
 _WHATSAPP_DOMAINS = ("whatsapp.com", "whatsapp.net")
 _PLATFORM_MENTION = re.compile(r"\b(facebook|instagram|whatsapp)\b")
+_DIGIT = re.compile(r"\d")
 
 # Signs that a mail is about the privacy topic: any one makes Meta's mail at least meta_other.
 TOPIC_CONCEPTS = frozenset({"ai", "objection", "privacy", "third_party"})
@@ -317,6 +319,10 @@ class RuleSet:
     def get(self, rule_id: str) -> Rule | ConceptRule | None:
         return next((rule for rule in (*self.rules, *self.concepts) if rule.id == rule_id), None)
 
+    @cached_property
+    def concept_needs(self) -> tuple[tuple[ConceptRule, frozenset[str]], ...]:
+        return tuple((concept, concept.needs) for concept in self.concepts)
+
 
 def _read_toml(text: str, source: str) -> dict:
     try:
@@ -422,7 +428,7 @@ def load_rules(user_file: Path | None = None) -> RuleSet:
 
 # --- classification ---------------------------------------------------------------
 
-def platform_of(mail: ParsedMail, rule_platform: str | None = None) -> str | None:
+def platform_of(mail: ParsedMail, rule_platform: str | None = None, reading: Reading | None = None) -> str | None:
     """Which platform a mail is about: the rule's word, else the sender, else what the mail names.
 
     Mail from meta.com or metamail.com that names no platform leaves it open (None).
@@ -444,8 +450,12 @@ def platform_of(mail: ParsedMail, rule_platform: str | None = None) -> str | Non
     if len(in_name) == 1:
         return in_name.pop()
     # Mails often name both ("from Facebook and Instagram"); the first is the one meant.
-    found = _PLATFORM_MENTION.search(mail.normalised_text)
-    return found.group(1) if found else None
+    texts = (s.normalised for s in reading.sentences) if reading is not None else (mail.normalised_text,)
+    for text in texts:
+        found = _PLATFORM_MENTION.search(text)
+        if found:
+            return found.group(1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -454,6 +464,16 @@ class _CodeFinding:
     for_request: bool           # the code confirms a request, form or objection
     for_login: bool             # the code logs in, resets a password or confirms an address
     sentence: Sentence | None
+
+
+def _first_reference(reading: Reading, pattern: re.Pattern | None) -> str | None:
+    """Meta's reference number: the first one in the subject or Meta's sentences."""
+    for sentence in reading.sentences:
+        if _DIGIT.search(sentence.normalised):
+            found = _references(sentence.normalised, pattern)
+            if found:
+                return min(found, key=sentence.normalised.find)
+    return None
 
 
 def _references(text: str, pattern: re.Pattern | None) -> set[str]:
@@ -480,8 +500,10 @@ def _find_code(reading: Reading, reference: re.Pattern | None) -> _CodeFinding |
     for index, sentence in enumerate(sentences):
         if sentence.quoted:
             continue
-        references = _references(sentence.normalised, reference)
+        references = None
         for found in CODE.finditer(sentence.normalised):
+            if references is None:
+                references = _references(sentence.normalised, reference)
             digits = re.sub(r"\D", "", found.group(1))
             if found.group(1) in references or digits in references:
                 continue  # "case 12345678" is a reference number, not a code
@@ -599,10 +621,8 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
         return _Decision(result(SUSPICIOUS, verdict.reason, platform=platform_of(mail)))
 
     reading = read(mail.subject, mail.text, rules.lexicon)
-    platform = platform_of(mail)
-    normalised_all = mail.normalised_subject + "\n" + mail.normalised_text
-    references = _references(normalised_all, rules.reference)
-    reference = min(references, key=normalised_all.find) if references else None
+    platform = platform_of(mail, reading=reading)
+    reference = _first_reference(reading, rules.reference)
     held = getattr(verdict, "held", None)
     if held:
         return _Decision(result(META_OTHER, f"Held for review: {held}", platform=platform), reading=reading)
@@ -618,7 +638,8 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
                            or reference, otp_pattern=rule.extract_otp, text=text,
                            decision=dict(pattern_rule=rule, pattern_found=found))
 
-    signals = [signal for concept in rules.concepts for sentence in reading.sentences
+    signals = [signal for sentence in reading.sentences if sentence.found and not sentence.quoted
+               for concept, needs in rules.concept_needs if needs <= sentence.found
                if (signal := evaluate(concept, sentence)) is not None]
     code = _find_code(reading, rules.reference)
     concepts = reading.concepts()

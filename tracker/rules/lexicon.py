@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Iterable
@@ -111,19 +112,21 @@ class Lexicon:
         self._stem_lengths = tuple(sorted({len(stem) for stem in self._stems}))
         self._cache.clear()
 
-    def starting_with(self, word: str) -> tuple[Term, ...]:
-        """Terms whose first word matches ``word`` (one form of a token)."""
-        found = self._cache.get(word)
+    def starting_with(self, token: str) -> tuple[Term, ...]:
+        """Terms whose first word matches ``token`` in any of its forms ("n'avons": "n'", "avons")."""
+        found = self._cache.get(token)
         if found is None:
-            candidates = list(self._exact.get(word, ()))
-            for length in self._stem_lengths:
-                if length > len(word):
-                    break
-                candidates += self._stems.get(word[:length], ())
-            found = tuple(candidates)
+            candidates: list[Term] = []
+            for form in word_forms(token):
+                candidates += self._exact.get(form, ())
+                for length in self._stem_lengths:
+                    if length > len(form):
+                        break
+                    candidates += self._stems.get(form[:length], ())
+            found = tuple(dict.fromkeys(candidates))
             if len(self._cache) > 200_000:  # bounded: hostile mail can be made of unique words
                 self._cache.clear()
-            self._cache[word] = found
+            self._cache[token] = found
         return found
 
     def find(self, tokens: list[str], languages: frozenset[str], main: frozenset[str] | None = None) -> list[Hit]:
@@ -133,18 +136,22 @@ class Lexicon:
         languages: a Spanish "ha" is no Hungarian "if".
         """
         main = languages if main is None else main
-        forms = [word_forms(token) for token in tokens]
+        forms: list[tuple[str, ...]] | None = None   # made only for terms of several words
         hits = []
-        for index, token_forms in enumerate(forms):
-            for form in token_forms:
-                for term in self.starting_with(form):
-                    if term.language != COMMON and term.language not in languages:
-                        continue
-                    if term.concept in FUNCTION_CONCEPTS and term.language not in main:
-                        continue
+        for index, token in enumerate(tokens):
+            for term in self.starting_with(token):
+                language = term.language
+                if language != COMMON and (language not in languages
+                                           or (term.concept in FUNCTION_CONCEPTS and language not in main)):
+                    continue
+                if len(term.words) == 1:
+                    end = index + 1
+                else:
+                    if forms is None:
+                        forms = [word_forms(t) for t in tokens]
                     end = _match_rest(term.words, forms, index)
-                    if end:
-                        hits.append(Hit(term.concept, index, end, " ".join(tokens[index:end]), term.language))
+                if end:
+                    hits.append(Hit(term.concept, index, end, " ".join(tokens[index:end]), language))
         return hits
 
     def detect_languages(self, tokens: Iterable[str], limit: int = 4) -> tuple[frozenset[str], frozenset[str]]:
@@ -159,12 +166,12 @@ class Lexicon:
         weights: dict[str, list[tuple[str, float]]] = self._stopword_weights()
         counts: dict[str, float] = {}
         hits: dict[str, int] = {}
-        for word in tokens:
+        for word, times in Counter(tokens).items():
             if len(word) > 2:
                 word = word.rstrip("'")
             for language, weight in weights.get(word, ()):
-                counts[language] = counts.get(language, 0.0) + weight
-                hits[language] = hits.get(language, 0) + 1
+                counts[language] = counts.get(language, 0.0) + weight * times
+                hits[language] = hits.get(language, 0) + times
         best = max(counts.values(), default=0.0)
         if max(hits.values(), default=0) < _FEWEST_TELLING_WORDS:
             # Too little text to tell: every language's words, but no language's small

@@ -17,7 +17,9 @@ The subject counts as the first sentence.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from tracker.rules.lexicon import Hit, Lexicon, tokens_of
 from tracker.text import normalise
@@ -65,13 +67,19 @@ class Sentence:
     normalised: str
     tokens: tuple[str, ...]
     hits: tuple[Hit, ...]
-    clauses: tuple[int, ...]  # for each token, the number of the clause it stands in (split at , : ; ( -)
     in_subject: bool
     quoted: bool              # the person's own words ("I object..."): never decides
     quotation_concepts: frozenset[str] = frozenset()  # found only inside quotation marks: topic signs at most
+    found: frozenset[str] = frozenset()               # the concepts of ``hits``
 
     def concepts(self) -> frozenset[str]:
-        return frozenset(hit.concept for hit in self.hits)
+        return self.found
+
+    @cached_property
+    def clauses(self) -> tuple[int, ...]:
+        """For each token, the number of the clause it stands in (split at , : ; ( and dashes)."""
+        return tuple(number for number, clause in enumerate(_CLAUSE_END.split(self.normalised))
+                     for _ in tokens_of(clause))
 
     def of(self, concept: str) -> list[Hit]:
         return [hit for hit in self.hits if hit.concept == concept]
@@ -89,27 +97,25 @@ class Reading:
         return frozenset(found)
 
 
-def meta_lines(text: str) -> list[str]:
+def meta_lines(text: str) -> Iterator[str]:
     """The lines of a mail body that Meta wrote: quoted history and forwarded parts cut off."""
     lines = text.split("\n")
-    kept: list[str] = []
     for index, line in enumerate(lines):
         stripped = line.strip()
-        if stripped.startswith(">") or stripped.startswith("|"):
+        if not stripped or stripped.startswith(">") or stripped.startswith("|"):
             continue
         if _FORWARD_MARK.match(stripped) or (len(stripped) < 300 and _QUOTE_INTRO.match(stripped)):
-            break
+            return
         if _HEADER_FROM.match(stripped) and any(_HEADER_SENT.match(l) for l in lines[index + 1:index + 4]):
-            break
-        kept.append(line)
-    return kept
+            return
+        yield line
 
 
 def split_sentences(line: str) -> list[str]:
     return [part for part in _SENTENCE_END.split(line) if part.strip()]
 
 
-def read(subject: str, body: str, lexicon: Lexicon, max_words: int = 3000) -> Reading:
+def read(subject: str, body: str, lexicon: Lexicon, max_words: int = 400) -> Reading:
     """Meta's sentences with the concepts of the mail's languages found in each.
 
     ``max_words`` bounds the work on hostile or huge mail: a decision is
@@ -142,12 +148,11 @@ def read(subject: str, body: str, lexicon: Lexicon, max_words: int = 3000) -> Re
     for text, normalised, tokens, in_subject, quotations in prepared:
         hits = lexicon.find(tokens, languages, main)
         concepts = {hit.concept for hit in hits}
-        clauses = tuple(number for number, clause in enumerate(_CLAUSE_END.split(normalised))
-                        for _ in tokens_of(clause))
         if "footer" in concepts and not in_subject and len(tokens) <= 40 and not concepts & _DECIDING:
             continue  # a footer line: unsubscribe, postal address, "sent to"
         quoted_concepts = frozenset(hit.concept for quotation in quotations
-                                    for hit in lexicon.find(tokens_of(quotation), languages, main))
-        sentences.append(Sentence(" ".join(text.split()), normalised, tuple(tokens), tuple(hits), clauses,
-                                  in_subject, "first_person" in concepts, quoted_concepts))
+                                    for hit in lexicon.find(tokens_of(quotation), languages, main)) \
+            if quotations else frozenset()
+        sentences.append(Sentence(" ".join(text.split()), normalised, tuple(tokens), tuple(hits),
+                                  in_subject, "first_person" in concepts, quoted_concepts, frozenset(concepts)))
     return Reading(tuple(sentences), languages)
