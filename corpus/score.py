@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +76,17 @@ def run(entries: list[dict], folder: Path = HERE / "mail") -> list[Outcome]:
     return outcomes
 
 
-def table(outcomes: list[Outcome], key) -> list[tuple[str, int, int]]:
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for outcome in outcomes:
-        counts[key(outcome)][0] += outcome.right
-        counts[key(outcome)][1] += 1
-    return sorted((name, right, total) for name, (right, total) in counts.items())
+def print_table(outcomes: list[Outcome], key: str, splits: list[str]) -> None:
+    """A Markdown table: right/total for each value of the manifest's ``key``, one column per split."""
+    print(f"| {key} | " + " | ".join(splits) + " |")
+    print("|---|" + "---|" * len(splits))
+    for value in sorted({o.entry[key] for o in outcomes}):
+        cells = []
+        for split in splits:
+            chosen = [o for o in outcomes if o.entry[key] == value and o.entry["split"] == split]
+            cells.append(f"{sum(o.right for o in chosen)}/{len(chosen)}" if chosen else "-")
+        print(f"| {value} | " + " | ".join(cells) + " |")
+    print()
 
 
 def main() -> None:
@@ -94,26 +98,8 @@ def main() -> None:
     outcomes = run(entries)
     if not args.misses:
         splits = sorted({o.entry["split"] for o in outcomes})
-        languages = sorted({o.entry["language"] for o in outcomes})
-        print("| language | " + " | ".join(splits) + " |")
-        print("|---|" + "---|" * len(splits))
-        for language in languages:
-            cells = []
-            for split in splits:
-                chosen = [o for o in outcomes if o.entry["language"] == language and o.entry["split"] == split]
-                cells.append(f"{sum(o.right for o in chosen)}/{len(chosen)}" if chosen else "-")
-            print(f"| {language} | " + " | ".join(cells) + " |")
-        print()
-        categories = sorted({o.entry["category"] for o in outcomes})
-        print("| category | " + " | ".join(splits) + " |")
-        print("|---|" + "---|" * len(splits))
-        for category in categories:
-            cells = []
-            for split in splits:
-                chosen = [o for o in outcomes if o.entry["category"] == category and o.entry["split"] == split]
-                cells.append(f"{sum(o.right for o in chosen)}/{len(chosen)}" if chosen else "-")
-            print(f"| {category} | " + " | ".join(cells) + " |")
-        print()
+        for key in ("language", "category"):
+            print_table(outcomes, key, splits)
         for split in splits:
             chosen = [o for o in outcomes if o.entry["split"] == split]
             print(f"{split}: {sum(o.right for o in chosen)}/{len(chosen)} right; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from mails import meta_mail
@@ -68,6 +70,13 @@ def test_cannot_confirm_acceptance_is_not_an_approval():
     result = classified("We have reviewed your objection to the use of your information for AI at Meta. "
                         "We cannot confirm that your objection has been accepted.")
     assert result.category == "rejected"
+
+
+def test_a_negation_belongs_to_the_verb_next_to_it():
+    result = classified("We will not honour your objection to the use of your information for AI at Meta.")
+    assert result.category == "rejected"
+    result = classified("We will honour your objection: we won't use your information for AI at Meta.")
+    assert result.category == "approved"
 
 
 def test_ai_is_a_whole_word_not_the_inside_of_explained():
@@ -168,3 +177,34 @@ def test_rules_test_shows_sentence_words_and_runner_up(cli, tmp_path):
     assert "we are not able to honour your objection" in " ".join(out.split())
     assert "negation: not" in out and "approve: honour" in out and "request: objection" in out
     assert "Runner-up" in out
+
+
+def test_a_decision_that_names_no_platform_joins_the_only_request_or_waits_for_review(cli, tmp_path):
+    body = "We will not honour your objection to the use of your information for AI at Meta."
+    (tmp_path / "meta.eml").write_bytes(meta_mail(body, sender="privacy@meta.com", display="Meta",
+                                                  to="carla@example.org"))
+    cli("ingest", tmp_path / "meta.eml")
+    status = cli.json("status", "--json")
+    assert status["requests"] == []
+    assert [m["category"] for m in status["review"]] == ["meta_other"]
+
+    (tmp_path / "ig.eml").write_bytes(meta_mail("We've received your objection to AI at Meta.",
+                                                sender="security@mail.instagram.com", display="Instagram",
+                                                to="dora@example.org", subject="Received"))
+    (tmp_path / "meta2.eml").write_bytes(meta_mail(body, sender="privacy@meta.com", display="Meta",
+                                                   to="dora@example.org", subject="Decision",
+                                                   date=datetime(2025, 6, 20, tzinfo=timezone.utc)))
+    cli("ingest", tmp_path / "ig.eml", tmp_path / "meta2.eml")
+    [request] = [r for r in cli.json("status", "--json")["requests"] if r["address"] == "dora@example.org"]
+    assert (request["platform"], request["state"]) == ("instagram", "rejected")
+
+
+def test_trust_setting_applies_to_mail_without_authentication_results_only():
+    trust = AuthenticitySettings(unverified="trust")
+    body = "We will not honour your objection to the use of your information for AI at Meta."
+    no_header = parse_mail(meta_mail(body, auth=None))
+    assert classify(no_header, RULES, trust).category == "rejected"
+    raw = meta_mail(body, auth=None).replace(
+        b"From:", b"Authentication-Results: mx.example.org; dkim=none; spf=softfail smtp.mailfrom=facebookmail.com\nFrom:", 1)
+    no_pass = parse_mail(raw)
+    assert classify(no_pass, RULES, trust).category == "meta_other"

@@ -17,6 +17,18 @@ only module that imports it. Delivery is at least once, and at most twice:
   processes (the daemon and a manual ``ingest``) never send it at the same time;
 * a failed delivery is retried with exponential backoff and jitter, up to
   ``[alerts] max_attempts`` attempts; then it is given up and logged.
+
+An "overdue" alert is only true while the request stays undecided with the same
+deadline. Pollers run in parallel (the daemon's account threads, a cron
+``poll --once``), so a decision can be recorded just after the check queued one:
+
+* the check reads and writes in one transaction that holds the write lock from
+  its start (``Store.write``), so it sees every decision committed before it,
+  and none can be committed while it decides;
+* a decision, or a moved deadline, withdraws the request's unsent overdue alerts
+  (``withdraw_stale_overdue``) in the transaction that records it;
+* the sender checks again when it claims an overdue alert, and withdraws it
+  instead of sending it if the request is decided by then.
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ from sqlmodel import Session, select
 from tracker import lifecycle, store
 from tracker.config import Settings
 from tracker.logs import redact
-from tracker.models import Account, Alert, Complaint, Message, Request
+from tracker.models import Account, Alert, Complaint, Message, Request, utcnow
 from tracker.safe_text import one_line
 from tracker.text import mask_codes_in
 
@@ -85,7 +97,12 @@ def _quoted(text: str | None) -> str:
 
 
 def queue_for_request_mail(session: Session, request: Request, message: Message) -> None:
-    """Alerts a request mail causes: a refusal, or a request for more information."""
+    """Alerts a request mail causes: a refusal, or a request for more information.
+
+    Called after the mail's event is added, in the same transaction: a decision (or
+    an extension that moved the deadline) also withdraws an overdue alert that waits.
+    """
+    withdraw_stale_overdue(session, request, store.timeline_of(session, request))
     what = describe_request(request)
     when = _day(message.mail_date)
     subject = one_line(message.subject)  # a newline in it would add a line of its own to the alert
@@ -146,13 +163,58 @@ def _days(n: int) -> str:
     return f"{n} day{'' if n == 1 else 's'}"
 
 
-def _queue_overdue(session: Session, request: Request, timeline: lifecycle.Timeline, today: date) -> Alert | None:
+def _overdue_key(request_id: int, deadline: date) -> str:
     # The deadline is part of the key: an extension recorded later moves the
     # deadline, and the request is reported again if it passes that one too.
+    return f"request:{request_id}:{OVERDUE}:{deadline.isoformat()}"
+
+
+def _overdue_is_stale(alert: Alert, request: Request | None, timeline: lifecycle.Timeline | None) -> str | None:
+    """Why an overdue alert no longer holds (the request is decided, or its deadline moved); None if it holds."""
+    if request is None or timeline is None:
+        return "the request no longer exists"
+    if not timeline.is_open:
+        return f"the request is {timeline.state} now"
+    if timeline.deadline is None or alert.key != _overdue_key(request.id, timeline.deadline):
+        moved = timeline.deadline.isoformat() if timeline.deadline else "no date"
+        return f"the deadline is {moved} now"
+    return None
+
+
+def _withdraw(session: Session, alert: Alert, why: str) -> None:
+    """Take an unsent alert back. One that some channel already has stays on record, as done."""
+    if alert.delivered_channels.strip():
+        alert.sent_at = alert.sent_at or utcnow()
+        alert.claimed_until = alert.next_attempt_at = None
+        alert.last_error = f"withdrawn before every channel had it: {why}"[:1000]
+        session.add(alert)
+    else:
+        session.delete(alert)
+    log.info("alert withdrawn (%s): %s", why, alert.title)
+
+
+def withdraw_stale_overdue(session: Session, request: Request, timeline: lifecycle.Timeline) -> int:
+    """Withdraw the request's unsent overdue alerts that its committed state no longer supports.
+
+    Called in the transaction that records a decision or moves a deadline, and by the
+    periodic check. Returns how many were withdrawn.
+    """
+    pending = session.exec(select(Alert).where(Alert.request_id == request.id, Alert.reason == OVERDUE,
+                                               Alert.sent_at == None))  # noqa: E711
+    withdrawn = 0
+    for alert in list(pending):
+        why = _overdue_is_stale(alert, request, timeline)
+        if why is not None:
+            _withdraw(session, alert, why)
+            withdrawn += 1
+    return withdrawn
+
+
+def _queue_overdue(session: Session, request: Request, timeline: lifecycle.Timeline, today: date) -> Alert | None:
     late = -timeline.days_left(today)
     extension = ", extended by two months" if timeline.extended else ""
     return queue(
-        session, f"request:{request.id}:{OVERDUE}:{timeline.deadline.isoformat()}", OVERDUE,
+        session, _overdue_key(request.id, timeline.deadline), OVERDUE,
         f"Meta has not decided on your {request.platform.capitalize()} request ({request.address})",
         f"Meta received {describe_request(request)} on {timeline.received.isoformat()} and had to decide "
         f"by {timeline.deadline.isoformat()} (GDPR Art. 12(3){extension}). On {today.isoformat()} it is "
@@ -212,10 +274,19 @@ def _queue_mailbox_failing(session: Session, account: Account, settings: Setting
 
 
 def check_due(session: Session, settings: Settings, today: date, now: datetime) -> list[Alert]:
-    """Queue the alerts that time alone causes. Returns the new ones (none twice, whenever called)."""
+    """Queue the alerts that time alone causes. Returns the new ones (none twice, whenever called).
+
+    Run it in a ``Store.write`` transaction (``run_checks`` does): it must decide on the
+    committed state, with no decision committed between its reading and its writing.
+    An unsent overdue alert that the state no longer supports is withdrawn.
+    """
     new = []
+    pending_overdue = set(session.exec(
+        select(Alert.request_id).where(Alert.reason == OVERDUE, Alert.sent_at == None)))  # noqa: E711
     for request in store.all_requests(session):
         timeline = store.timeline_of(session, request)
+        if request.id in pending_overdue:
+            withdraw_stale_overdue(session, request, timeline)
         if timeline.overdue(today):
             new.append(_queue_overdue(session, request, timeline, today))
         complaints = store.complaints_of(session, request.id)
@@ -233,14 +304,28 @@ def _utcnow() -> datetime:
 
 
 def run_checks(db: store.Store, settings: Settings, now: datetime | None = None) -> list[Alert]:
-    """``check_due`` in its own transaction: after an ingest, on each daemon interval, before `status`."""
+    """``check_due`` in its own transaction: after an ingest, on each daemon interval, before `status`.
+
+    The transaction holds the write lock from its first read, so the check sees every
+    decision committed before it (a parallel poll's refusal) and none can slip in
+    before it commits. A database kept busy past the retries skips this round (the
+    check runs again after the next poll) rather than failing the command.
+    """
     now = now or _utcnow()
-    try:
-        with db.session() as session:
+
+    def check() -> list[Alert]:
+        with db.write() as session:
             return check_due(session, settings, now.date(), now)
+
+    try:
+        # A short budget: `status` runs this before it prints, and the check comes round again anyway.
+        return store.retry_busy(check, "the periodic alert check", budget=store.BUSY_TIMEOUT_SECONDS)
     except IntegrityError:
         # Another process queued the same alerts between our check and our commit.
         log.debug("periodic alerts were queued by another process")
+        return []
+    except store.DatabaseBusy as err:
+        log.warning("periodic alerts not checked this time: %s", err)
         return []
 
 
@@ -333,48 +418,77 @@ def _due_ids(session: Session, settings: Settings, now: datetime, force: bool) -
 
 
 def _claim(db: store.Store, alert_id: int, now: datetime) -> Alert | None:
-    """Take the alert for ``CLAIM_LEASE``; None if another sender holds it or it was sent meanwhile."""
-    with db.session() as session:
-        taken = session.execute(update(Alert).where(
-            Alert.id == alert_id, Alert.sent_at == None,  # noqa: E711
-            or_(Alert.claimed_until == None, Alert.claimed_until <= now))  # noqa: E711
-            .values(claimed_until=now + CLAIM_LEASE))
-        if taken.rowcount != 1:
-            return None
-        return session.get(Alert, alert_id)
+    """Take the alert for ``CLAIM_LEASE``; None if another sender holds it or it was sent meanwhile.
+
+    An overdue alert is checked against the request as it is now, in the same
+    transaction: if Meta has decided (or the deadline moved) since it was queued,
+    it is withdrawn instead of sent.
+    """
+    def attempt() -> Alert | None:
+        with db.write() as session:
+            taken = session.execute(update(Alert).where(
+                Alert.id == alert_id, Alert.sent_at == None,  # noqa: E711
+                or_(Alert.claimed_until == None, Alert.claimed_until <= now))  # noqa: E711
+                .values(claimed_until=now + CLAIM_LEASE))
+            if taken.rowcount != 1:
+                return None
+            alert = session.get(Alert, alert_id)
+            if alert.reason == OVERDUE:
+                request = session.get(Request, alert.request_id) if alert.request_id is not None else None
+                timeline = store.timeline_of(session, request) if request is not None else None
+                why = _overdue_is_stale(alert, request, timeline)
+                if why is not None:
+                    _withdraw(session, alert, why)
+                    return None
+            return alert
+
+    return store.retry_busy(attempt, f"claiming alert #{alert_id}")
 
 
 def _record_delivery(db: store.Store, alert_id: int, channel: Channel) -> None:
-    with db.session() as session:
-        alert = session.get(Alert, alert_id)
-        alert.delivered_channels = " ".join(sorted(_delivered(alert) | {channel.id}))
-        session.add(alert)
+    def attempt() -> None:
+        with db.write() as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None:  # withdrawn while it was on its way
+                return
+            alert.delivered_channels = " ".join(sorted(_delivered(alert) | {channel.id}))
+            session.add(alert)
+
+    store.retry_busy(attempt, f"recording the delivery of alert #{alert_id}")
 
 
 def _record_outcome(db: store.Store, alert_id: int, errors: list[str], settings: Settings,
                     now: datetime, report: SendReport) -> None:
-    with db.session() as session:
-        alert = session.get(Alert, alert_id)
-        alert.claimed_until = None
-        if not errors:
-            alert.sent_at = now
-            alert.next_attempt_at = None
-            report.sent.append(alert_id)
-        else:
-            alert.attempts += 1
-            alert.last_error = "; ".join(errors)[:1000]
-            if alert.attempts >= settings.alerts.max_attempts:
+    def attempt() -> list[int] | None:
+        with db.write() as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None:  # withdrawn while it was on its way: a decision made it untrue
+                return None
+            alert.claimed_until = None
+            if not errors:
+                alert.sent_at = alert.sent_at or now
                 alert.next_attempt_at = None
-                report.gave_up.append(alert_id)
-                log.error("alert #%d given up after %d attempts: %s (%s)", alert_id, alert.attempts,
-                          alert.title, alert.last_error)
+                outcome = report.sent
             else:
-                alert.next_attempt_at = now + retry_delay(alert.attempts)
-                report.retrying.append(alert_id)
-                log.warning("alert #%d not delivered (attempt %d of %d), next try at %s: %s", alert_id,
-                            alert.attempts, settings.alerts.max_attempts,
-                            alert.next_attempt_at.isoformat(timespec="seconds"), alert.last_error)
-        session.add(alert)
+                alert.attempts += 1
+                alert.last_error = "; ".join(errors)[:1000]
+                if alert.attempts >= settings.alerts.max_attempts:
+                    alert.next_attempt_at = None
+                    outcome = report.gave_up
+                    log.error("alert #%d given up after %d attempts: %s (%s)", alert_id, alert.attempts,
+                              alert.title, alert.last_error)
+                else:
+                    alert.next_attempt_at = now + retry_delay(alert.attempts)
+                    outcome = report.retrying
+                    log.warning("alert #%d not delivered (attempt %d of %d), next try at %s: %s", alert_id,
+                                alert.attempts, settings.alerts.max_attempts,
+                                alert.next_attempt_at.isoformat(timespec="seconds"), alert.last_error)
+            session.add(alert)
+            return outcome
+
+    outcome = store.retry_busy(attempt, f"recording the outcome of alert #{alert_id}")
+    if outcome is not None:
+        outcome.append(alert_id)
 
 
 def send_pending(db: store.Store, settings: Settings, now: datetime | None = None,

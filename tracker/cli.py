@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from tracker import __version__, report, store
 from tracker import vocabulary as v
 from tracker.config import Settings, load_settings, settings_from_dict
-from tracker.errors import TrackerError
+from tracker.errors import ConfigError, TrackerError
 from tracker.safe_text import json_text, plain, terminal
 
 # Mail text reaches these consoles only through safe_text (terminal() where markup
@@ -40,12 +40,23 @@ class TrackerGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except TrackerError as err:
-            err_console.print(f"error: {plain(err)}", markup=False, highlight=False, soft_wrap=True)
+            kind = "config error" if isinstance(err, ConfigError) else "error"
+            err_console.print(f"{kind}: {plain(err)}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from err
         except click.ClickException as err:
             # Wrong arguments quote them ("Path '...' does not exist."): a file name may hold escape codes.
             err.message = plain(err.message)
             raise
+        except (click.exceptions.Exit, click.exceptions.Abort, typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # a full disk is one line wherever it strikes; anything else is a bug
+            from tracker.ingest import disk_full_error
+
+            full = disk_full_error(err, "to the database")
+            if full is None:
+                raise
+            err_console.print(f"error: {plain(full)}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from err
 
 
 app = typer.Typer(cls=TrackerGroup, help="Track GDPR objections and data requests to Meta from your mailbox.",
@@ -173,11 +184,33 @@ def _ingest_paths(state: State, paths: list[Path]):
     return stats
 
 
+def _run_checks(state: State) -> None:
+    """Queue what time alone causes; a date stored before dates were range-checked (year 9999)
+    overflows a deadline: one warning, and `status` still shows everything else."""
+    from tracker.alerts import run_checks
+
+    from tracker.ingest import disk_full_error
+
+    try:
+        run_checks(state.db, state.settings)
+    except (OverflowError, ValueError) as err:
+        log.debug("deadline checks failed", exc_info=True)
+        err_console.print(f"warning: deadline alerts not checked: a stored date is out of range ({plain(err)}); "
+                          f"`status` flags its request with 'date out of range'",
+                          markup=False, highlight=False, soft_wrap=True)
+    except Exception as err:  # a full disk: what is recorded can still be shown
+        full = disk_full_error(err, "to the database")
+        if full is None:
+            raise
+        err_console.print(f"warning: deadline alerts not checked: {plain(full)}",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
 def _deliver_alerts(state: State) -> None:
     """Queue what time alone causes (overdue, silent authority), then send what the outbox holds."""
-    from tracker.alerts import run_checks, send_pending
+    from tracker.alerts import send_pending
 
-    run_checks(state.db, state.settings)
+    _run_checks(state)
     send_pending(state.db, state.settings)
 
 
@@ -198,10 +231,9 @@ def _today() -> date:
 
 
 def _print_status(state: State, as_json: bool) -> None:
-    from tracker.alerts import run_checks
     from tracker.status import build_status
 
-    run_checks(state.db, state.settings)  # so that an overdue request shows its alert; sending is the daemon's
+    _run_checks(state)  # so that an overdue request shows its alert; sending is the daemon's
     with state.db.session() as session:
         data = build_status(session, _today())
     if as_json:
@@ -265,12 +297,20 @@ def reviewed(
 # ---- requests ---------------------------------------------------------------
 
 def _parse_day(value: str | None, option: str) -> date | None:
+    """A date typed on the command line: YYYY-MM-DD, from 1990 to today; else one line and exit status 2."""
+    from tracker.dates import typed_day_problem
+
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value) if len(value) == 10 else None  # not 20250131 or 2025-W05-1
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+        day = None
+    problem = f"{value!r} is not a date (YYYY-MM-DD)" if day is None else typed_day_problem(day)
+    if problem is not None:
+        err_console.print(f"error: {option}: {plain(problem)}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return day
 
 
 @request_app.command("add")

@@ -13,10 +13,11 @@ import os
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from tracker.errors import ConfigError
 
@@ -40,8 +41,36 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Shapes every value must have. Numbers are strict (``port = true`` or ``port = "993"`` is
+# refused, not read as 1 or 993) and bounded on both sides (1e300 minutes overflows a
+# timedelta); errors are worded by _message() below, never pydantic's own words.
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
+def _database_url(value: str | None) -> str | None:
+    if value is not None and "://" not in value:
+        raise ValueError("must be a database URL such as sqlite:////path/to/tracker.sqlite3")
+    return value
+
+
+def _sane_since(value: date | None) -> date | None:
+    from tracker.dates import EARLIEST, latest_typed_day
+
+    if value is not None and not EARLIEST <= value <= latest_typed_day():
+        raise ValueError(f"must be a date from {EARLIEST.isoformat()} to today, not {value.isoformat()}")
+    return value
+
+
+Text = Annotated[str, Field(strict=True), AfterValidator(_non_blank)]
+
+
 class DatabaseSettings(_Frozen):
-    url: str | None = None  # sqlite:///path; None: the user data folder
+    url: Annotated[Text | None, AfterValidator(_database_url)] = None  # sqlite:///path; None: the user data folder
 
     def resolved_url(self) -> str:
         if self.url:
@@ -50,8 +79,11 @@ class DatabaseSettings(_Frozen):
 
 
 class EvidenceSettings(_Frozen):
-    keep_raw: bool = True       # keep every Meta mail's original bytes as .eml evidence
+    keep_raw: bool = Field(default=True, strict=True)  # keep every Meta mail's original bytes as .eml evidence
     dir: Path | None = None     # None: "evidence" beside the database
+    # Mail larger than this (MB) is recorded by its headers and SHA-256, its body not read;
+    # one from Meta, or pretending to be, is kept as evidence and listed for review.
+    max_mail_mb: int = Field(default=25, ge=1, le=1024, strict=True)
 
 
 class RulesSettings(_Frozen):
@@ -59,30 +91,34 @@ class RulesSettings(_Frozen):
 
 
 class AuthenticitySettings(_Frozen):
-    meta_domains: tuple[str, ...] = DEFAULT_META_DOMAINS
-    trusted_authserv_id: str | None = None  # only trust Authentication-Results from this server
+    meta_domains: tuple[Text, ...] = Field(default=DEFAULT_META_DOMAINS, min_length=1)
+    trusted_authserv_id: Text | None = None  # only trust Authentication-Results from this server
     unverified: Literal["trust", "review"] = "review"  # Meta mail without Authentication-Results
 
     @field_validator("meta_domains")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower().lstrip(".") for d in value if d.strip())
+        domains = tuple(d.strip().lower().lstrip(".") for d in value if d.strip())
+        for domain in domains:
+            if "." not in domain or any(c.isspace() or c in "@/:" for c in domain):
+                raise ValueError(f"{domain!r} is not a domain name (such as facebookmail.com)")
+        return domains
 
 
 class AccountSettings(_Frozen):
-    name: str
-    host: str
-    port: int | None = None     # default: 993 for implicit TLS, 143 otherwise
-    username: str
-    password_env: str | None = None
-    password_command: str | None = None
-    oauth2_token_command: str | None = None
+    name: Text
+    host: Text
+    port: int | None = Field(default=None, ge=1, le=65535, strict=True)  # default: 993 for implicit TLS, 143 otherwise
+    username: Text
+    password_env: Text | None = None
+    password_command: Text | None = None
+    oauth2_token_command: Text | None = None
     tls: Literal["implicit", "starttls", "none"] = "implicit"
     ca_file: Path | None = None
-    folders: tuple[str, ...] | None = None  # None: INBOX and the server's \Junk folder
-    since: date | None = None   # YYYY-MM-DD: mail before this date is ignored
-    idle: bool = False
-    timeout_seconds: float = 60.0
+    folders: tuple[Text, ...] | None = Field(default=None, min_length=1)  # None: INBOX and the server's \Junk folder
+    since: Annotated[date | None, AfterValidator(_sane_since)] = None  # YYYY-MM-DD: mail before it is ignored
+    idle: bool = Field(default=False, strict=True)
+    timeout_seconds: float = Field(default=60.0, ge=1, le=3600, strict=True)
 
     @property
     def effective_port(self) -> int:
@@ -100,15 +136,15 @@ class AccountSettings(_Frozen):
 
 
 class DaemonSettings(_Frozen):
-    interval_minutes: float = Field(default=10.0, gt=0)
-    jitter_seconds: int = Field(default=60, ge=0)
+    interval_minutes: float = Field(default=10.0, ge=1, le=7 * 24 * 60, strict=True)  # up to a week
+    jitter_seconds: int = Field(default=60, ge=0, le=3600, strict=True)
 
 
 class AlertSettings(_Frozen):
-    urls: tuple[str, ...] = ()          # apprise URLs: mailto://, ntfy://, json://...
-    private_urls: tuple[str, ...] = ()  # channels the person marks private: may receive codes
-    send_codes: bool = False            # one-time codes in alerts: off unless asked for
-    max_attempts: int = Field(default=8, ge=1)
+    urls: tuple[Text, ...] = ()          # apprise URLs: mailto://, ntfy://, json://...
+    private_urls: tuple[Text, ...] = ()  # channels the person marks private: may receive codes
+    send_codes: bool = Field(default=False, strict=True)  # one-time codes in alerts: off unless asked for
+    max_attempts: int = Field(default=8, ge=1, le=100, strict=True)
 
 
 class Settings(_Frozen):
@@ -153,8 +189,123 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def _key_of(error: dict) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+def _key_of(loc: tuple) -> str:
+    """``('accounts', 1, 'port')`` -> ``accounts #2.port``: positions counted from 1, as a person counts tables."""
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f" #{part + 1}"
+        elif "[" not in str(part):  # pydantic's own steps ("function-after[...]") are not keys
+            key += f".{part}" if key else str(part)
+    return key or "(top level)"
+
+
+def _model_of(annotation) -> type[BaseModel] | None:
+    """The settings table inside ``annotation`` (``AccountSettings`` in ``tuple[AccountSettings, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _range_of(loc: tuple) -> str:
+    """What the setting at ``loc`` allows, from its bounds: "must be from 1 to 65535"."""
+    model: type[BaseModel] | None = Settings
+    field = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None, None
+        model = _model_of(field.annotation)
+    bounds = {}
+    for constraint in getattr(field, "metadata", ()):
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(constraint, name, None) is not None:
+                bounds[name] = _number(getattr(constraint, name))
+    low = f"from {bounds['ge']}" if "ge" in bounds else f"more than {bounds['gt']}" if "gt" in bounds else None
+    high = f"to {bounds['le']}" if "le" in bounds else f"less than {bounds['lt']}" if "lt" in bounds else None
+    if low and high:
+        return f"must be {low} {high}".replace("more than ", "over ").replace(" to less than ", " and under ")
+    if low:
+        return f"must be at least {bounds['ge']}" if "ge" in bounds else f"must be {low}"
+    if high:
+        return f"must be at most {bounds['le']}" if "le" in bounds else f"must be {high}"
+    return "is out of range"
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _shown(value) -> str:
+    """A wrong number or truth value as TOML writes it; other values are not repeated."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return _number(value)
+    return ""  # a string may be a URL with a password in it: never repeated
+
+
+def _shown_text(kind: str, value) -> str:
+    """A short string is quoted only where it is a choice or a number in quotes, never a URL or a name."""
+    if isinstance(value, str) and len(value) <= 40 and (kind == "literal_error" or kind.startswith(
+            ("int_", "float_", "bool_"))):
+        return repr(value)
+    return _shown(value)
+
+
+_TYPE_WORDS = {
+    "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number", "float_parsing": "must be a number", "finite_number": "must be a finite number",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "string_type": "must be a string in quotes",
+    "tuple_type": "must be a list, such as [\"a\", \"b\"]", "list_type": "must be a list, such as [\"a\", \"b\"]",
+    "path_type": "must be a path in quotes",
+    "date_type": "must be a date (YYYY-MM-DD)", "date_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_inexact": "must be a date (YYYY-MM-DD) without a time",
+}
+
+
+def _message(error: dict) -> str:
+    """One pydantic error as ``key: what is wrong``, in the tracker's words."""
+    loc, kind, ctx, value = tuple(error["loc"]), error["type"], error.get("ctx") or {}, error.get("input")
+    keys = [part for part in loc if isinstance(part, str) and "[" not in part]
+    if kind == "missing":
+        text = "is required"
+    elif kind == "extra_forbidden":
+        text = "is not a setting here (misspelt, or under the wrong [table]?)"
+    elif kind in ("tuple_type", "list_type") and keys == ["accounts"]:
+        text = "must be a list of [[accounts]] tables"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        text = ("must be an [[accounts]] table" if keys == ["accounts"]
+                else f"must be a [{keys[0]}] table" if len(keys) == 1 else "must be a table")
+    elif kind == "literal_error":
+        text = f"must be {ctx.get('expected', 'one of the documented values')}"
+    elif kind == "too_short":
+        text = "must not be empty" if ctx.get("min_length") == 1 else f"needs at least {ctx.get('min_length')} entries"
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        text = _range_of(loc)
+    elif kind == "value_error":
+        text = str(ctx.get("error") or error["msg"]).removeprefix("Value error, ")
+    elif kind in _TYPE_WORDS:
+        text = _TYPE_WORDS[kind]
+    else:  # a shape not foreseen: pydantic's message, in our tone
+        text = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    shown = _shown_text(kind, value)
+    if shown and kind not in ("missing", "extra_forbidden", "value_error") and not isinstance(value, (dict, list)):
+        text += f", not {shown}"
+    return f"{_key_of(loc)}: {text}"
+
+
+def _error(message: str, source: Path | None) -> ConfigError:
+    return ConfigError(f"{message} (in {source})" if source else message)
 
 
 def load_settings(explicit: Path | None = None) -> Settings:
@@ -176,24 +327,20 @@ def load_settings(explicit: Path | None = None) -> Settings:
 def settings_from_dict(data: dict, source: Path | None = None) -> Settings:
     base = source.parent if source else Path.cwd()
     if "source" in data:  # the file's own path, not a setting
-        raise ConfigError(f"{source or 'config'}: key 'source': Extra inputs are not permitted")
+        raise _error("source: is not a setting (misspelt, or under the wrong [table]?)", source)
     _resolve_paths(data, base)
     try:
         settings = Settings(**data, source=source)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = f"{source}: " if source else ""
-        raise ConfigError(f"{where}key '{_key_of(first)}': {first['msg']}") from err
+        raise _error(_message(err.errors()[0]), source) from None  # one line; pydantic's report is not shown
     names = [a.name for a in settings.accounts]
-    duplicates = {n for n in names if names.count(n) > 1}
-    if duplicates:
-        raise ConfigError(f"key 'accounts.name': duplicate account name {sorted(duplicates)[0]!r}")
-    for account in settings.accounts:
+    for position, name in enumerate(names):
+        if name in names[:position]:
+            raise _error(f"accounts #{position + 1}.name: duplicate account name {name!r}", source)
+    for position, account in enumerate(settings.accounts, 1):
         if account.tls == "none" and account.host not in ("127.0.0.1", "::1", "localhost"):
-            raise ConfigError(
-                f"key 'accounts.{account.name}.tls': 'none' is only allowed for loopback hosts, "
-                f"not {account.host!r}"
-            )
+            raise _error(f"accounts #{position}.tls: 'none' is only allowed for loopback hosts, "
+                         f"not {account.host!r}", source)
     return settings
 
 
@@ -205,7 +352,8 @@ def _resolve_paths(data: dict, base: Path) -> None:
 
     fix(data.get("rules"), "file")
     fix(data.get("evidence"), "dir")
-    for account in data.get("accounts") or ():
+    accounts = data.get("accounts")
+    for account in accounts if isinstance(accounts, list) else ():  # another shape: validation names it
         fix(account, "ca_file")
     db = data.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):

@@ -34,7 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tracker import store
 from tracker.config import AccountSettings, Settings
-from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError
+from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, StoreError, TrackerError
 from tracker.sources.imap import INBOX, ImapConnection
 from tracker.sync import AccountPoll, Poller, ProgressCallback, backoff_seconds
 
@@ -119,7 +119,12 @@ class Daemon:
         log.info("daemon stopped")
 
     def _poll(self, account: AccountSettings) -> None:
-        result = self.poller.poll_account(account)
+        try:
+            result = self.poller.poll_account(account)
+        except StoreError as err:
+            # The database stayed busy past the retries (or cannot be written): one line (below),
+            # retried with backoff like a lost connection; the other account threads go on.
+            result = AccountPoll(account.name, error=f"account {account.name}: {err}", transient=True)
         if result.error is None:
             self._failures.pop(account.name, None)
             log.info("%s", result.summary())
@@ -134,6 +139,8 @@ class Daemon:
                                        replace_existing=True)
         try:
             self.after_poll()
+        except TrackerError as err:  # a busy database, a full disk: one line, and polling goes on
+            log.error("after the poll of %s: %s", account.name, err)
         except Exception:  # sending alerts must not stop the polling
             log.exception("after-poll step failed")
 

@@ -13,8 +13,8 @@ and go on with the next one.
 
 from __future__ import annotations
 
-import base64
 import binascii
+import codecs
 import email
 import email.utils
 import logging
@@ -38,7 +38,16 @@ MAX_HEADER_BYTES = 512 * 1024
 DEFAULT_MAX_MAIL_BYTES = 25 * 1024 * 1024
 # Text read from one body part at most: a decision stands near the top of a mail.
 MAX_PART_CHARS = 2 * 1024 * 1024
+# MIME parts read of one mail at most: Meta's mails have a few; a hostile one has millions.
+MAX_PARTS = 1000
+# Of a mail whose MIME structure is damaged, the email package reads at most this much
+# (it holds about ten times what it reads).
+MAX_REPAIR_BYTES = 8 * 1024 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_LINE_ENDS = re.compile(rb"[\r\n]*")
+# A text part longer than MAX_PART_CHARS bytes is decoded this much at a time, until
+# MAX_PART_CHARS characters are read: the rest is never decoded.
+_DECODE_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -224,18 +233,23 @@ def _parse_date(message) -> datetime | None:
     raw = message.get("Date") if message is not None else None
     if not raw:
         return None
+    from tracker.dates import sane_mail_time
+
     try:
         value = email.utils.parsedate_to_datetime(str(raw))
         if value.tzinfo is None:  # "-0000" or no zone: RFC 5322 says UTC is the best guess
             value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        # The sender writes the Date: before 1990 or more than a day ahead of our clock
+        # (the year 9999 overflows every deadline) it counts as missing, and the arrival time is used.
+        return sane_mail_time(value.astimezone(timezone.utc))
     except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None  # year 9999 with a negative zone overflows; nonsense is just "no date"
 
 
 def parse_mail(raw: bytes, max_bytes: int = DEFAULT_MAX_MAIL_BYTES) -> ParsedMail:
     """Parse one mail's headers; the body waits until its text is asked for. Never raises."""
-    if not raw or not raw.strip():
+    # isspace(), not strip(): strip() would copy the whole mail to find it is not empty.
+    if not raw or raw.isspace():
         return ParsedMail(error="empty message")
     try:
         return _parse(raw, max_bytes)
@@ -303,44 +317,61 @@ def _read_body(raw: bytes, body_start: int) -> tuple[str, str, list[str]]:
 
     Common shapes (one text part; multipart with well-formed boundaries) are split
     and decoded directly with C-level searches; anything unusual goes to the
-    email package, which reads what it can and names the defect.
+    email package, which reads what it can and names the defect. The email
+    package holds about ten times what it reads, so it reads at most
+    ``MAX_REPAIR_BYTES`` of a damaged mail.
     """
     headers = BytesHeaderParser().parsebytes(raw[:body_start])
-    found: tuple[list[str], list[str], list[str]] = ([], [], [])
-    if _read_part(headers, raw[body_start:], found, depth=0):
-        plain, markup, errors = found
-        return "\n".join(plain), "\n".join(markup), errors
+    found = _Found()
+    # A view, not a slice: no part of the mail (an attachment of 40 MB, say) is copied.
+    if _read_part(headers, memoryview(raw)[body_start:], found, depth=0):
+        return "\n".join(found.plain), "\n".join(found.markup), found.errors
+    if len(raw) > MAX_REPAIR_BYTES:
+        cut = raw.rfind(b"\n", 0, MAX_REPAIR_BYTES) + 1 or MAX_REPAIR_BYTES
+        plain, markup, errors = _read_body_with_email_package(raw[:cut])
+        return plain, markup, [*errors, f"damaged MIME structure in a mail of {len(raw) / 1024 / 1024:.1f} MB: "
+                                        f"only its first {MAX_REPAIR_BYTES // 1024 // 1024} MB were read"]
     return _read_body_with_email_package(raw)
 
 
 _MAX_DEPTH = 5
 
 
-def _read_part(headers, body: bytes, found: tuple[list[str], list[str], list[str]], depth: int) -> bool:
-    """Add one MIME part's text to ``found``; False when the part needs the email package."""
-    plain, markup, errors = found
+@dataclass
+class _Found:
+    """What the MIME parts read so far gave."""
+
+    plain: list[str] = field(default_factory=list)
+    markup: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    parts: int = 0
+
+
+def _read_part(headers, body: memoryview, found: _Found, depth: int) -> bool:
+    """Add one MIME part's text to ``found``; False when the part needs the email package.
+
+    ``body`` is a view into the mail: parts are found by position and never copied;
+    only a text part's content is decoded, and only as far as ``MAX_PART_CHARS``.
+    """
     content_type = headers.get_content_type()
     if headers.get_content_maintype() == "multipart":
         boundary = headers.get_boundary()
         if not boundary or depth >= _MAX_DEPTH:
             return False
         delimiter = re.compile(rb"(?m)^--" + re.escape(boundary.encode("ascii", "replace")) + rb"(--)?[ \t]*\r?$")
-        marks = list(delimiter.finditer(body))
-        if not marks or marks[-1].group(1) is None:
-            return False  # no closing boundary: damaged, or cut off
-        for opening, closing in zip(marks, marks[1:]):
-            part = body[opening.end():closing.start()].lstrip(b"\r\n") if opening.group(1) is None else b""
-            if not part and opening.group(1) is not None:
-                continue
-            end = _HEADER_END.search(part)
-            if end is None or part[:1] in (b"\r", b"\n"):
-                # A part without headers: text/plain by RFC 2045.
-                part_headers, part_body = BytesHeaderParser().parsebytes(b""), part
-            else:
-                part_headers, part_body = BytesHeaderParser().parsebytes(part[:end.end()]), part[end.end():]
-            if not _read_part(part_headers, part_body, found, depth + 1):
-                return False
-        return True
+        # One delimiter at a time, not a list of them all: a hostile mail has millions.
+        opening = None
+        for closing in delimiter.finditer(body):
+            if opening is not None and opening.group(1) is None:  # not after the closing delimiter
+                found.parts += 1
+                if found.parts > MAX_PARTS:
+                    found.errors.append(f"more than {MAX_PARTS} MIME parts: the rest were not read")
+                    return True
+                if not _read_one_part(body, opening.end(), closing.start(), found, depth):
+                    return False
+            opening = closing
+        # No closing delimiter: damaged, or cut off.
+        return opening is not None and opening.group(1) is not None
     if content_type not in ("text/plain", "text/html"):
         return True
     if (headers.get("Content-Disposition") or "").strip().lower().startswith("attachment"):
@@ -348,19 +379,68 @@ def _read_part(headers, body: bytes, found: tuple[list[str], list[str], list[str
     encoding = str(headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()
     if encoding == "base64":
         try:
-            body = base64.b64decode(body)  # skips line breaks and other characters outside the alphabet
+            # As base64.b64decode does, without its copy of the input: line breaks and
+            # other characters outside the alphabet are skipped.
+            body = binascii.a2b_base64(body)
         except (binascii.Error, ValueError):
             return False
     elif encoding == "quoted-printable":
         body = binascii.a2b_qp(body)
     charset = headers.get_content_charset() or "utf-8"
     try:
-        text = body.decode(charset, "replace")
+        text = _decode_capped(body, charset)
     except LookupError:
-        errors.append(f"unknown charset {charset[:40]!r}: read as UTF-8")
-        text = body.decode("utf-8", "replace")
-    (plain if content_type == "text/plain" else markup).append(text[:MAX_PART_CHARS])
+        found.errors.append(f"unknown charset {charset[:40]!r}: read as UTF-8")
+        text = _decode_capped(body, "utf-8")
+    (found.plain if content_type == "text/plain" else found.markup).append(text)
     return True
+
+
+def _read_one_part(body: memoryview, start: int, stop: int, found: _Found, depth: int) -> bool:
+    """The part of a multipart ``body`` between two delimiters: its headers, then its content."""
+    # It starts after the delimiter line's end and any further line ends.
+    start = _LINE_ENDS.match(body, start, stop).end()
+    end = _HEADER_END.search(body, start, stop)
+    if end is None:
+        # A part without headers: text/plain by RFC 2045.
+        return _read_part(BytesHeaderParser().parsebytes(b""), body[start:stop], found, depth + 1)
+    if end.start() - start > MAX_HEADER_BYTES:
+        # As for the mail's own header block: the rest is not read as headers.
+        found.errors.append(f"header block of a MIME part over {MAX_HEADER_BYTES // 1024} KB: "
+                            f"the rest was not read")
+        cut = start + MAX_HEADER_BYTES
+        return _read_part(BytesHeaderParser().parsebytes(body[start:cut].tobytes()), body[cut:stop], found,
+                          depth + 1)
+    return _read_part(BytesHeaderParser().parsebytes(body[start:end.end()].tobytes()), body[end.end():stop],
+                      found, depth + 1)
+
+
+def _decode_capped(data: bytes | memoryview, charset: str) -> str:
+    """``data`` decoded (errors replaced), at most ``MAX_PART_CHARS`` characters of it.
+
+    The same text as ``data.decode(charset, "replace")[:MAX_PART_CHARS]``, but a
+    long part is decoded a piece at a time and only until there is enough text,
+    so a text part of 20 MB never becomes a string of 20 million characters.
+    Raises LookupError for an unknown charset, as ``bytes.decode`` does.
+    """
+    if len(data) <= MAX_PART_CHARS:
+        return str(data, charset, "replace")[:MAX_PART_CHARS]
+    view = memoryview(data)
+    # As bytes.decode does: LookupError for unknown charsets and for codecs that are not
+    # text encodings (an empty probe would not do: decoding nothing looks up no codec).
+    str(view[:1], charset, "replace")
+    decoder = codecs.getincrementaldecoder(charset)("replace")
+    pieces: list[str] = []
+    count = 0
+    for start in range(0, len(view), _DECODE_CHUNK):
+        piece = decoder.decode(view[start:start + _DECODE_CHUNK].tobytes())
+        pieces.append(piece)
+        count += len(piece)
+        if count >= MAX_PART_CHARS:
+            break
+    else:
+        pieces.append(decoder.decode(b"", final=True))
+    return "".join(pieces)[:MAX_PART_CHARS]
 
 
 def _read_body_with_email_package(raw: bytes) -> tuple[str, str, list[str]]:

@@ -37,7 +37,7 @@ def render_status(console: Console, status: dict) -> None:
         if entry["complaint"]:
             c = entry["complaint"]
             flags = ", ".join(filter(None, [flags, f"complaint {c['authority']} filed {c['filed']}, "
-                                                   f"answer due {c['authority_deadline']}"]))
+                                                   f"answer due {c['authority_deadline'] or 'unknown'}"]))
         table.add_row(str(entry["id"]), t(entry["address"]), t(entry["platform"]),
                       t(KIND_LABELS.get(entry["kind"], entry["kind"])), f"[{style}]{t(entry['state'])}[/]",
                       t(entry["submitted"] or "-"), t((entry["last_mail"] or "-")[:10]), _deadline_cell(entry),

@@ -16,10 +16,31 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _timeline(session: Session, request: Request) -> tuple[lifecycle.Timeline, bool]:
+    """The request's timeline, and whether its dates could be used.
+
+    Dates are checked (1990 to now) where they come in, but a database written before
+    that may hold the year 9999, whose deadline is past what a date can hold: the request
+    is then shown with its last known state and no deadline, never a traceback.
+    """
+    try:
+        return store.timeline_of(session, request), True
+    except (OverflowError, ValueError):
+        return lifecycle.Timeline(state=request.state, received=None, deadline=None, extended=False,
+                                  last_mail=None, decided=None), False
+
+
+def _authority_deadline(filed: date | None) -> date | None:
+    try:
+        return lifecycle.authority_deadline(filed) if filed is not None else None
+    except (OverflowError, ValueError):
+        return None
+
+
 def request_summary(session: Session, request: Request, today: date) -> dict:
-    timeline = store.timeline_of(session, request)
+    timeline, dates_usable = _timeline(session, request)
     complaints = store.complaints_of(session, request.id)
-    flags = []
+    flags = [] if dates_usable else ["date out of range"]
     if timeline.overdue(today):
         flags.append("overdue")
     if timeline.extended:
@@ -31,10 +52,12 @@ def request_summary(session: Session, request: Request, today: date) -> dict:
     complaint = None
     if complaints:
         latest = complaints[-1]
-        due = lifecycle.authority_deadline(latest.filed)
+        due = _authority_deadline(latest.filed)
+        if due is None and "date out of range" not in flags:
+            flags.append("date out of range")
         complaint = {"id": latest.id, "authority": latest.authority, "filed": _iso(latest.filed),
-                     "reference": latest.reference, "state": latest.state,
-                     "authority_deadline": _iso(due), "authority_overdue": today > due and latest.state == "filed"}
+                     "reference": latest.reference, "state": latest.state, "authority_deadline": _iso(due),
+                     "authority_overdue": due is not None and today > due and latest.state == "filed"}
         if complaint["authority_overdue"]:
             flags.append("authority silent")
     return {

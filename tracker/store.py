@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -105,11 +108,14 @@ class Store:
             if self.path is not None:
                 _create_private_file(self.path)
             # hide_parameters: SQL logging (-vvv) and errors must not show one-time codes or addresses.
-            self.engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+            self.engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, hide_parameters=True)
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa_event.listen(self.engine, "handle_error", _busy_as_one_line)
             _create_tables(self.engine)
+        except ImportError as err:  # postgresql://, mysql://... without the driver installed
+            raise StoreError(_missing_driver(url, err)) from None
         except (OSError, SQLAlchemyError) as err:
-            raise StoreError(f"cannot open database {url}: {err}") from err
+            raise StoreError(f"cannot open database {_shown_url(url)}: {err}") from err
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -121,8 +127,101 @@ class Store:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session that holds SQLite's write lock from its first statement (BEGIN IMMEDIATE).
+
+        What it reads is the committed state, and nobody can commit in between until
+        it commits: a check that reads and then writes (the overdue check) acts on what
+        is true, not on what was true a moment before. Keep the work inside short: parse
+        and classify before entering. Raises ``DatabaseBusy`` if the lock is not had within
+        ``BUSY_TIMEOUT_SECONDS``; ``retry_busy`` tries again with backoff.
+        """
+        with self.session() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# ---- the write lock: short holds, retried with backoff ---------------------------
+
+# How long one statement waits inside SQLite for another process's write to end.
+BUSY_TIMEOUT_SECONDS = 30.0
+# How long ``retry_busy`` goes on trying a whole transaction again, with backoff, after that.
+LOCK_WAIT_SECONDS = 120.0
+
+
+class DatabaseBusy(StoreError):
+    """Another process held SQLite's write lock for longer than we waited."""
+
+
+def _busy_as_one_line(context) -> None:
+    """SQLAlchemy's handle_error hook: "database is locked" becomes DatabaseBusy, a one-line error."""
+    original = context.original_exception
+    if "database is locked" in str(original) or "database table is locked" in str(original):
+        raise DatabaseBusy(
+            f"the database is busy: another privacy-tracker process (or a program that opened "
+            f"the file) kept it locked for more than {BUSY_TIMEOUT_SECONDS:g} s; nothing was changed, "
+            f"try again in a moment") from original
+
+
+T = TypeVar("T")
+
+
+def retry_busy(work: Callable[[], T], what: str = "a write", budget: float | None = None) -> T:
+    """Run ``work`` (one whole transaction) again while the database is busy, with backoff.
+
+    Waits 0.1 s, 0.2 s, 0.4 s... (at most 5 s, with jitter so that processes that
+    collided do not collide again) until ``budget`` seconds (``LOCK_WAIT_SECONDS``)
+    have passed, then lets ``DatabaseBusy`` through: one line for the person.
+    ``work`` must be safe to run again: a failed attempt is rolled back whole.
+    """
+    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if budget is None else budget)
+    delay = 0.1
+    while True:
+        try:
+            return work()
+        except DatabaseBusy:
+            if time.monotonic() + delay > deadline:
+                raise
+            pause = delay / 2 + random.uniform(0, delay / 2)
+            log.info("database busy during %s; trying again in %.1f s", what, pause)
+            time.sleep(pause)
+            delay = min(delay * 2, 5.0)
+
+
+# The pip package that provides each driver SQLAlchemy can use (by the module it imports).
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "asyncpg": "asyncpg", "pg8000": "pg8000",
+    "MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "mysql": "mysql-connector-python",
+    "mariadb": "mariadb", "oracledb": "oracledb", "pyodbc": "pyodbc", "pymssql": "pymssql",
+}
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: the scheme is all that can be shown safely
+        return url.split("://", 1)[0] + "://..."
+
+
+def _missing_driver(url: str, err: ImportError) -> str:
+    """One line naming the driver a database URL needs and the package that installs it."""
+    module = (err.name or "").split(".")[0]
+    try:
+        from sqlalchemy.engine import make_url
+        parsed = make_url(url)
+        driver = f"{parsed.get_backend_name()}+{parsed.get_dialect().driver}"
+    except Exception:
+        driver = url.split("://", 1)[0]
+    package = _DRIVER_PACKAGES.get(module, module or "the driver")
+    return (f"the database URL {_shown_url(url)} needs the {driver} driver, which is not installed: "
+            f"pip install '{package}' (or use a sqlite:/// URL)")
 
 
 def _create_tables(engine) -> None:
@@ -143,7 +242,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
     cursor.close()
 
 
@@ -166,6 +265,11 @@ def get_request(session: Session, request_id: int) -> Request:
     if request is None:
         raise NotFoundError(f"no request with id {request_id} (see `privacy-tracker status`)")
     return request
+
+
+def requests_of(session: Session, address: str, kind: str) -> list[Request]:
+    """Every request of ``address`` of one kind, whatever the platform."""
+    return list(session.exec(select(Request).where(Request.address == address, Request.kind == kind)))
 
 
 def find_request(session: Session, address: str, platform: str, kind: str) -> Request | None:

@@ -20,7 +20,10 @@ One folder is polled like this (``Poller.sync_folder``):
    events, its alerts and the checkpoint advance to its UID are committed in
    one transaction, so the checkpoint never passes a message that is not in
    the database. A crash anywhere leaves the checkpoint at the last committed
-   message and the next poll starts right after it.
+   message and the next poll starts right after it. Each message is parsed and
+   classified before that transaction opens: SQLite's write lock, which the
+   person's own commands wait for, is held only for the short write, and a
+   database that another process keeps busy is waited out with backoff.
 5. When every match is recorded, the checkpoint moves to UIDNEXT - 1: the
    mails in between were searched and do not concern Meta.
 
@@ -58,7 +61,7 @@ from sqlmodel import Session, select
 from tracker import alerts, store
 from tracker.config import AccountSettings, Settings
 from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, TrackerError
-from tracker.ingest import NEW, Ingestor
+from tracker.ingest import NEW, Ingestor, disk_full_error
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
 from tracker.sources.base import MailItem
 from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, ServerRefused, Traffic
@@ -208,8 +211,11 @@ class FolderLease:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def acquire(self) -> bool:
+        return store.retry_busy(self._acquire, f"taking the lease of {self.key}")
+
+    def _acquire(self) -> bool:
         now = utcnow()
-        with self.db.session() as session:
+        with self.db.write() as session:
             # One statement, so two processes cannot both see the lease free.
             statement = sqlite_insert(FolderLock).values(key=self.key, holder=self.holder,
                                                          expires_at=self._expiry(now))
@@ -238,8 +244,15 @@ class FolderLease:
             raise FolderLeaseLost(f"{self.key}: another poller took over this folder")
 
     def release(self) -> None:
-        with self.db.session() as session:
-            session.exec(delete(FolderLock).where(FolderLock.key == self.key, FolderLock.holder == self.holder))
+        def attempt() -> None:
+            with self.db.write() as session:
+                session.exec(delete(FolderLock).where(FolderLock.key == self.key, FolderLock.holder == self.holder))
+
+        try:
+            store.retry_busy(attempt, f"releasing the lease of {self.key}")
+        except store.DatabaseBusy as err:
+            # Not fatal: the lease expires after LEASE_SECONDS, or at once when this process ends.
+            log.warning("%s: lease not released: %s", self.key, err)
 
     @staticmethod
     def _expiry(now: datetime) -> datetime:
@@ -325,14 +338,21 @@ class Poller:
                         # health shows the error, so nothing stalls unseen.
                         log.debug("%s/%s: poll failed", account.name, folder, exc_info=True)
                         result.folders.append(FolderPoll(folder, skipped="failed"))
-                        problems.append(f"account {account.name}: folder {folder}: {err}")
+                        problems.append(f"account {account.name}: folder {folder}: "
+                                        f"{disk_full_error(err, 'to the database') or err}")
             result.error = "; ".join(problems) or None
         except (SourceError, ConfigError) as err:
             result.error = str(err)
             result.transient = isinstance(err, MailboxConnectionError)
             result.login_refused = isinstance(err, MailboxAuthError)
             log.debug("%s: poll failed", account.name, exc_info=True)
-        self._record_health(account_id, result.error, result.login_refused)
+        try:
+            self._record_health(account_id, result.error, result.login_refused)
+        except Exception as err:  # a full disk: said in the poll's one line, not a traceback
+            full = disk_full_error(err, "to the database")
+            if full is None:
+                raise
+            result.error = result.error or f"account {account.name}: {full}"
         return result
 
     def sync_folder(self, connection: ImapConnection, account: AccountSettings, account_id: int,
@@ -415,24 +435,39 @@ class Poller:
                     result.duplicates += 1
                 done += 1
                 self._report(account.name, folder, done, len(uids))
+            # Let go of this batch's mails before the next FETCH: the loop variables would
+            # otherwise keep them (a 50 MB mail, say) alive while the next batch arrives.
+            batch.clear()
+            mail = None
         return True
 
     def _record_one(self, account_id: int, account_name: str, folder: str, status: FolderStatus,
                     mail: FetchedMail, lease: FolderLease) -> str:
-        """The message, its events and alerts, and the checkpoint advance: one transaction."""
+        """The message, its events and alerts, and the checkpoint advance: one transaction.
+
+        The mail is parsed and classified first, outside any transaction: reading a
+        hostile mail can take long, and SQLite's write lock, which every other writer
+        (`request add`, another poller, the alert sender) waits for, is taken only for
+        the short write that follows. A busy database is waited out with backoff.
+        """
         item = MailItem(raw=mail.raw, label=f"{account_name}/{folder}#{mail.uid}", folder=folder,
                         uidvalidity=status.uidvalidity, uid=mail.uid, internal_date=mail.internal_date)
-        with self.db.session() as session:
-            lease.renew(session)
-            account = session.get(Account, account_id)
-            # A mail seen before (another folder, another account) inserts nothing; the
-            # lease renewal above holds SQLite's write lock, so no other writer races us here.
-            outcome, _message = self.ingestor.record(session, account, item)
-            checkpoint = self._checkpoint_row(session, account_id, folder)
-            checkpoint.last_uid = max(checkpoint.last_uid, mail.uid)
-            checkpoint.updated_at = utcnow()
-            session.add(checkpoint)
-        return outcome
+        prepared = self.ingestor.prepare(item)
+
+        def write() -> str:
+            with self.db.write() as session:
+                lease.renew(session)
+                account = session.get(Account, account_id)
+                # A mail seen before (another folder, another account) inserts nothing; the
+                # transaction holds SQLite's write lock from its start, so no other writer races us here.
+                outcome, _message = self.ingestor.record(session, account, item, prepared)
+                checkpoint = self._checkpoint_row(session, account_id, folder)
+                checkpoint.last_uid = max(checkpoint.last_uid, mail.uid)
+                checkpoint.updated_at = utcnow()
+                session.add(checkpoint)
+            return outcome
+
+        return store.retry_busy(write, f"recording {item.label}")
 
     def _report(self, account: str, folder: str, done: int, total: int) -> None:
         if self.progress is not None and total:
@@ -442,12 +477,12 @@ class Poller:
 
     def _account_id(self, account: AccountSettings) -> int:
         try:
-            return self._account_row_id(account)
+            return store.retry_busy(lambda: self._account_row_id(account), f"recording account {account.name}")
         except IntegrityError:  # another poller created the row just now; it exists the second time
-            return self._account_row_id(account)
+            return store.retry_busy(lambda: self._account_row_id(account), f"recording account {account.name}")
 
     def _account_row_id(self, account: AccountSettings) -> int:
-        with self.db.session() as session:
+        with self.db.write() as session:
             row = store.get_or_create_account(session, account.name, account.host, account.username)
             if (row.host, row.username) != (account.host, account.username):
                 if row.host is not None:
@@ -471,38 +506,47 @@ class Poller:
 
     def _start_checkpoint(self, account_id: int, folder: str, status: FolderStatus, lease: FolderLease) -> None:
         """A first sync, or a new UIDVALIDITY: the folder is read from UID 1."""
-        with self.db.session() as session:
-            lease.renew(session)
-            checkpoint = session.exec(select(Checkpoint).where(Checkpoint.account_id == account_id,
-                                                               Checkpoint.folder == folder)).first()
-            if checkpoint is None:
-                checkpoint = Checkpoint(account_id=account_id, folder=folder, uidvalidity=status.uidvalidity)
-            checkpoint.uidvalidity, checkpoint.last_uid = status.uidvalidity, 0
-            checkpoint.highestmodseq, checkpoint.updated_at = None, utcnow()
-            session.add(checkpoint)
+        def write() -> None:
+            with self.db.write() as session:
+                lease.renew(session)
+                checkpoint = session.exec(select(Checkpoint).where(Checkpoint.account_id == account_id,
+                                                                   Checkpoint.folder == folder)).first()
+                if checkpoint is None:
+                    checkpoint = Checkpoint(account_id=account_id, folder=folder, uidvalidity=status.uidvalidity)
+                checkpoint.uidvalidity, checkpoint.last_uid = status.uidvalidity, 0
+                checkpoint.highestmodseq, checkpoint.updated_at = None, utcnow()
+                session.add(checkpoint)
+
+        store.retry_busy(write, f"starting the checkpoint of {folder}")
 
     def _finish_checkpoint(self, account_id: int, folder: str, status: FolderStatus, lease: FolderLease) -> None:
         """Every match below UIDNEXT is recorded: the rest of those UIDs need no second look."""
-        with self.db.session() as session:
-            lease.renew(session)
-            checkpoint = self._checkpoint_row(session, account_id, folder)
-            checkpoint.last_uid = max(checkpoint.last_uid, status.uidnext - 1)
-            checkpoint.highestmodseq = status.highestmodseq
-            checkpoint.updated_at = utcnow()
-            session.add(checkpoint)
+        def write() -> None:
+            with self.db.write() as session:
+                lease.renew(session)
+                checkpoint = self._checkpoint_row(session, account_id, folder)
+                checkpoint.last_uid = max(checkpoint.last_uid, status.uidnext - 1)
+                checkpoint.highestmodseq = status.highestmodseq
+                checkpoint.updated_at = utcnow()
+                session.add(checkpoint)
+
+        store.retry_busy(write, f"finishing the checkpoint of {folder}")
 
     def _record_health(self, account_id: int, error: str | None, login_refused: bool = False) -> None:
-        with self.db.session() as session:
-            account = session.get(Account, account_id)
-            now = utcnow()
-            if error is None:
-                account.last_success_at = now
-                account.consecutive_failures = 0
-                account.login_refused = False
-            else:
-                account.last_error, account.last_error_at = error, now
-                account.login_refused = login_refused
-                account.consecutive_failures += 1
-            session.add(account)
+        def write() -> None:
+            with self.db.write() as session:
+                account = session.get(Account, account_id)
+                now = utcnow()
+                if error is None:
+                    account.last_success_at = now
+                    account.consecutive_failures = 0
+                    account.login_refused = False
+                else:
+                    account.last_error, account.last_error_at = error, now
+                    account.login_refused = login_refused
+                    account.consecutive_failures += 1
+                session.add(account)
+
+        store.retry_busy(write, "recording how the poll went")
         # A mailbox that keeps failing is itself worth an alert (alerts.check_due decides).
         alerts.run_checks(self.db, self.settings)

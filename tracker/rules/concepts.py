@@ -9,7 +9,7 @@ so "we have reviewed your request and will honour your objection" matches as
 well as the bare phrase.
 
 Negation is in scope when it stands between the matched words, up to
-``NEGATION_BEFORE`` words before them ("we are not able to honour your
+``NEGATION_BEFORE`` words before them (a rule may narrow this) ("we are not able to honour your
 objection") or right after them ("wir akzeptieren deinen Widerspruch nicht").
 """
 
@@ -28,7 +28,7 @@ NEGATION_AFTER = 1
 STRONG, WEAK = 2, 1
 
 _KEYS = frozenset({"id", "category", "all", "window", "negated", "strength", "negated_strength", "unless",
-                   "also", "description", "enabled", "kind"})
+                   "also", "description", "enabled", "kind", "negation_before"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class ConceptRule:
     all: tuple[str, ...]
     window: int = 12
     negated: str = ""           # "" when the negated clause means nothing
+    negation_before: int = NEGATION_BEFORE  # how far before the matched words a negation counts
     strength: int = STRONG
     negated_strength: int = STRONG
     unless: tuple[str, ...] = ()
@@ -98,7 +99,8 @@ def build_concept_rule(table: dict, source: str, index: int, kinds: tuple[str, .
         raise RulesError(f"{where}: 'all' needs at least one concept")
     numbers = {}
     for name, default, low, high in (("window", 12, 1, 60), ("strength", STRONG, WEAK, STRONG),
-                                     ("negated_strength", STRONG, WEAK, STRONG)):
+                                     ("negated_strength", STRONG, WEAK, STRONG),
+                                     ("negation_before", NEGATION_BEFORE, 0, 20)):
         value = table.get(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise RulesError(f"{where}: {name!r} must be a whole number from {low} to {high}")
@@ -145,7 +147,7 @@ def evaluate(rule: ConceptRule, sentence: Sentence) -> Signal | None:
     end = max(hit.end for hit in matched)
     negation = None
     for hit in sentence.of("negation"):
-        inside = start - NEGATION_BEFORE <= hit.start < end + NEGATION_AFTER
+        inside = start - rule.negation_before <= hit.start < end + NEGATION_AFTER
         # A negation after the matched words counts only in their clause:
         # "we will honour your objection: we won't use..." is not "won't honour".
         if hit.start >= end and _clause(sentence, hit.start) != _clause(sentence, end - 1):

@@ -566,13 +566,16 @@ def _strongest(signals: list[Signal]) -> dict[str, Signal]:
 
 
 def _resolve(signals: list[Signal]) -> tuple[Signal | None, Signal | None, tuple[str, ...]]:
-    """(deciding signal, runner-up, conflicting categories): conflicts leave the decision to the person."""
+    """(deciding signal, runner-up, conflicting categories).
+
+    With a conflict, the two signals are the two readings, and the person decides.
+    """
     best = _strongest(signals)
     strong = {category for category, signal in best.items() if signal.strength == STRONG}
     for a, b in CONFLICTING:
         if a in strong and b in strong:
             first, second = sorted((a, b), key=PRECEDENCE.index)
-            return None, best[second], (first, second)
+            return best[first], best[second], (first, second)
     # A decision, even a weak sign of one, says more than "we received your request".
     ranked = sorted(best.values(), key=lambda s: (s.category in _RECEIPT_OR_NEWS, -s.strength,
                                                   PRECEDENCE.index(s.category)))
@@ -623,9 +626,9 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
     reading = read(mail.subject, mail.text, rules.lexicon)
     platform = platform_of(mail, reading=reading)
     reference = _first_reference(reading, rules.reference)
-    held = getattr(verdict, "held", None)
-    if held:
-        return _Decision(result(META_OTHER, f"Held for review: {held}", platform=platform), reading=reading)
+    if verdict.held:
+        return _Decision(result(META_OTHER, f"Held for review: {verdict.held}", platform=platform),
+                         reading=reading)
 
     # A pattern rule that matches is the person's own word for this template: it decides.
     text = MailText.of(mail) if rules.rules else None
@@ -655,12 +658,20 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
     deciding, runner_up, conflict = _resolve(signals)
     info = dict(reading=reading, signals=tuple(signals), runner_up=runner_up)
     if conflict:
-        reason = (f"Held for review: the mail reads as {conflict[0]} ({_describe(runner_up if runner_up.category == conflict[0] else _strongest(signals)[conflict[0]])}) "
-                  f"and as {conflict[1]} ({_describe(_strongest(signals)[conflict[1]])}).")
+        first, second = deciding, runner_up
+        reason = (f"Held for review: the mail reads as {first.category} ({_describe(first)}) "
+                  f"and as {second.category} ({_describe(second)}).")
         return _Decision(result(META_OTHER, reason, platform=platform, reference=reference, guesses=conflict),
-                         deciding=_strongest(signals)[conflict[0]], **info)
+                         deciding=first, **info)
     if deciding is not None and ordinary and deciding.strength < STRONG:
         deciding = None
+    subject_says_decision = any(s.in_subject and "decision" in s.found for s in reading.sentences)
+    if deciding is not None and deciding.category in _RECEIPT_OR_NEWS and subject_says_decision and topic:
+        # Subject "Decision on your objection", but no sentence says which: the person reads it.
+        why = (f"The subject announces a decision, but no sentence says which; it reads only as "
+               f"{deciding.category} ({_describe(deciding)}): held for review.")
+        return _Decision(result(META_OTHER, why, platform=platform, reference=reference,
+                                guesses=(deciding.category,)), deciding=deciding, **info)
     if deciding is None:
         if ordinary:
             why = "One of Meta's ordinary mails (log-in codes, notifications...), not about a privacy request."
@@ -688,8 +699,10 @@ def _short(text: str, limit: int = 120) -> str:
 
 def _finish(mail, rules, auth, verdict, reading, result, category, rule_id, how, *, platform, kind, reference,
             code=None, otp_pattern=None, text=None, decision) -> _Decision:
-    trusted = verdict.authenticated is True or (auth.unverified == "trust" and verdict.label == "unverified"
-                                                and verdict.authenticated is None)
+    # "trust" is for mail that carries no Authentication-Results at all (a local archive),
+    # not for mail whose server found no pass.
+    trusted = verdict.authenticated is True or (auth.unverified == "trust" and verdict.authenticated is None
+                                                and not mail.auth_results)
     kind = _kind_of(reading, text, rules, category, kind)
     if not trusted and category not in (UNRELATED, SUSPICIOUS, META_OTHER):
         reason = f"Sender not verified: {verdict.reason} Held for review; {how} would make it {category}."

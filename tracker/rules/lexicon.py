@@ -28,7 +28,7 @@ CONCEPTS = (
     "stopwords", "ai", "objection", "privacy", "third_party", "request", "approve", "refuse", "negation",
     "further_action", "automatic", "received", "reviewing", "code", "confirm", "login", "ask", "information",
     "extend", "period", "use", "your_information", "announce", "condition", "contrast", "first_person",
-    "ordinary", "footer", "generic", "you_need",
+    "ordinary", "footer", "generic", "you_need", "decision",
 )
 COMMON = "*"
 # In a term, "..." stands for up to GAP_WORDS other words: separable verbs put their

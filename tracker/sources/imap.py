@@ -177,6 +177,12 @@ class ImapConnection:
             client = IMAPClient(account.host, port=account.effective_port, ssl=account.tls == "implicit",
                                 ssl_context=context, timeout=account.timeout_seconds)
             self._client = client
+            # imapclient sets imaplib's debug level to 5, at which imaplib formats every
+            # untagged response with %r before handing it to the logger, whether or not
+            # anything is logged: a fetched mail of 50 MB became two more copies of about
+            # 50 MB each (its repr and the message). Level 4 keeps the lines that
+            # tracker.logs lets through at -vvv (commands, tagged answers, literal sizes).
+            client._imap.debug = min(client._imap.debug, 4)
             self._count_bytes(client)
             client.normalise_times = False  # keep INTERNALDATE's own zone; the store wants UTC
             if account.tls == "starttls":
