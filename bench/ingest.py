@@ -147,6 +147,11 @@ def generate(folder: Path, count: int, seed: int = 7, mix: str = "realistic") ->
     return total
 
 
+def best_of(repeat: int, run) -> float:
+    """The fastest of ``repeat`` runs: the others measured the machine's other work too."""
+    return min(run() for _ in range(repeat))
+
+
 def time_parse(files: list[Path]) -> float:
     import mailparser
     start = time.perf_counter()
@@ -199,6 +204,7 @@ def peak_rss_of_ingest(folder: Path, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--count", type=int, default=10_000, help="mails to generate (default 10,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of parse and classify; the fastest counts")
     parser.add_argument("--mix", choices=("realistic", "privacy"), default="realistic",
                         help="realistic: one mail in ten from Meta; privacy: every mail a Meta privacy mail")
     args = parser.parse_args()
@@ -211,8 +217,9 @@ def main() -> None:
         files = sorted(folder.glob("*.eml"))
         print(f"{args.mix} mix: {args.count} mails, {total / 1e6:.1f} MB ({total / args.count / 1024:.1f} KiB each on average)")
 
-        parse_s = time_parse(files)
-        classify_s, counts = time_classify(files)
+        parse_s = best_of(args.repeat, lambda: time_parse(files))
+        runs = [time_classify(files) for _ in range(max(1, args.repeat))]
+        classify_s, counts = min(run[0] for run in runs), runs[-1][1]
         ingest_s = time_ingest(folder, files, workdir)
         rate = {name: args.count / s for name, s in
                 (("parse", parse_s), ("classify", classify_s), ("ingest", ingest_s))}

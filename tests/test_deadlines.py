@@ -151,3 +151,10 @@ def test_a_filed_complaint_shows_the_authority_deadline(cli):
     assert request["complaint"]["authority"] == "DE-BY"
     assert request["complaint"]["reference"] == "LDA-1-2025"
     assert request["complaint"]["authority_deadline"] == "2026-02-28"
+
+
+def test_a_period_from_an_extreme_stored_date_ends_at_the_last_date_there_is():
+    from datetime import date
+
+    from tracker.lifecycle import add_months
+    assert add_months(date(9999, 12, 1), 3) == date.max

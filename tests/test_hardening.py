@@ -167,8 +167,7 @@ def test_status_survives_dates_stored_by_an_older_version(cli, config_file):
         store.add_event(session, ben, "acknowledgement", datetime(9999, 12, 31, 23, tzinfo=timezone.utc))
     db.dispose()
 
-    result = cli("status")
-    assert "date out of range" in result.output
+    assert "Requests" in cli("status").output   # shown, not a traceback
     requests = {r["address"]: r for r in cli.json("status", "--json")["requests"]}
     assert "date out of range" in requests["anna@example.org"]["flags"]
     assert requests["anna@example.org"]["complaint"]["authority_deadline"] is None

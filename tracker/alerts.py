@@ -102,7 +102,7 @@ def queue_for_request_mail(session: Session, request: Request, message: Message)
     Called after the mail's event is added, in the same transaction: a decision (or
     an extension that moved the deadline) also withdraws an overdue alert that waits.
     """
-    withdraw_stale_overdue(session, request, store.timeline_of(session, request))
+    withdraw_stale_overdue(session, request)
     what = describe_request(request)
     when = _day(message.mail_date)
     subject = one_line(message.subject)  # a newline in it would add a line of its own to the alert
@@ -193,16 +193,21 @@ def _withdraw(session: Session, alert: Alert, why: str) -> None:
     log.info("alert withdrawn (%s): %s", why, alert.title)
 
 
-def withdraw_stale_overdue(session: Session, request: Request, timeline: lifecycle.Timeline) -> int:
-    """Withdraw the request's unsent overdue alerts that its committed state no longer supports.
+def withdraw_stale_overdue(session: Session, request: Request, timeline: lifecycle.Timeline | None = None) -> int:
+    """Withdraw the request's unsent overdue alerts that its state no longer supports.
 
     Called in the transaction that records a decision or moves a deadline, and by the
-    periodic check. Returns how many were withdrawn.
+    periodic check. ``timeline`` is derived from the events when not given. Returns
+    how many were withdrawn.
     """
-    pending = session.exec(select(Alert).where(Alert.request_id == request.id, Alert.reason == OVERDUE,
-                                               Alert.sent_at == None))  # noqa: E711
+    pending = list(session.exec(select(Alert).where(Alert.request_id == request.id, Alert.reason == OVERDUE,
+                                                    Alert.sent_at == None)))  # noqa: E711
+    if not pending:
+        return 0
+    if timeline is None:
+        timeline = store.timeline_of(session, request)
     withdrawn = 0
-    for alert in list(pending):
+    for alert in pending:
         why = _overdue_is_stale(alert, request, timeline)
         if why is not None:
             _withdraw(session, alert, why)

@@ -24,7 +24,9 @@ def _timeline(session: Session, request: Request) -> tuple[lifecycle.Timeline, b
     is then shown with its last known state and no deadline, never a traceback.
     """
     try:
-        return store.timeline_of(session, request), True
+        timeline = store.timeline_of(session, request)
+        # A period from an extreme stored date ends on the last date there is: not a real deadline.
+        return timeline, timeline.deadline != date.max
     except (OverflowError, ValueError):
         return lifecycle.Timeline(state=request.state, received=None, deadline=None, extended=False,
                                   last_mail=None, decided=None), False
@@ -32,9 +34,10 @@ def _timeline(session: Session, request: Request) -> tuple[lifecycle.Timeline, b
 
 def _authority_deadline(filed: date | None) -> date | None:
     try:
-        return lifecycle.authority_deadline(filed) if filed is not None else None
+        due = lifecycle.authority_deadline(filed) if filed is not None else None
     except (OverflowError, ValueError):
         return None
+    return None if due == date.max else due
 
 
 def request_summary(session: Session, request: Request, today: date) -> dict:

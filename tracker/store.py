@@ -164,8 +164,8 @@ def _busy_as_one_line(context) -> None:
     if "database is locked" in str(original) or "database table is locked" in str(original):
         raise DatabaseBusy(
             f"the database is busy: another privacy-tracker process (or a program that opened "
-            f"the file) kept it locked for more than {BUSY_TIMEOUT_SECONDS:g} s; nothing was changed, "
-            f"try again in a moment") from original
+            f"the file) kept it locked for more than {BUSY_TIMEOUT_SECONDS:g} s; this change was not "
+            f"saved, try again in a moment") from original
 
 
 T = TypeVar("T")
