@@ -9,7 +9,6 @@ attack and asserts what the person would see.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import os
@@ -18,7 +17,6 @@ import socket
 import stat
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from rich.console import Console

@@ -42,7 +42,7 @@ from tracker.authenticity import AuthVerdict, check_authenticity, is_meta_domain
 from tracker.config import AuthenticitySettings
 from tracker.errors import RulesError
 from tracker.parse import ParsedMail
-from tracker.rules.concepts import STRONG, WEAK, ConceptRule, Signal, build_concept_rule, evaluate
+from tracker.rules.concepts import STRONG, ConceptRule, Signal, build_concept_rule, evaluate
 from tracker.rules.lexicon import Lexicon, load_lexicon
 from tracker.rules.prefilter import Pattern, compile_pattern, words_of
 from tracker.rules.reading import CODE, Reading, Sentence, read
