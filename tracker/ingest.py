@@ -215,9 +215,13 @@ class Ingestor:
             Message.account_id == account.id, Message.folder == item.folder,
             Message.uidvalidity == item.uidvalidity, Message.uid == item.uid)).first() is not None
 
-    def prepare(self, item: MailItem) -> tuple[ParsedMail, Classification]:
-        """Parse and classify ``item``: the slow part, done before the write transaction opens."""
-        return classify_raw(item.raw, self.rules, self.settings)
+    def prepare(self, item: MailItem, settings: Settings | None = None) -> tuple[ParsedMail, Classification]:
+        """Parse and classify ``item``: the slow part, done before the write transaction opens.
+
+        ``settings``: the mailbox's own, when they differ from the tracker's (an IMAP account
+        whose server's authserv-id was learned: see sync.Poller.account_settings).
+        """
+        return classify_raw(item.raw, self.rules, settings or self.settings)
 
     def record(self, session: Session, account: Account, item: MailItem,
                prepared: tuple[ParsedMail, Classification] | None = None) -> tuple[str, Recorded | None]:

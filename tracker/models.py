@@ -30,6 +30,9 @@ class Account(SQLModel, table=True):
     last_error: str | None = None
     consecutive_failures: int = 0
     login_refused: bool = False          # the last failure was the server refusing the credentials
+    # The authserv-id of the mailbox's own server (topmost Authentication-Results of its ordinary
+    # mail), learned on the first sync; only its Authentication-Results count for this account's mail.
+    authserv_id: str | None = None
 
 
 class Checkpoint(SQLModel, table=True):

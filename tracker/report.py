@@ -75,11 +75,12 @@ def render_status(console: Console, status: dict) -> None:
 
     if status["accounts"]:
         accounts = Table(title="Mailboxes", expand=False)
-        for column in ("account", "last success", "last error", "mails seen"):
+        for column in ("account", "last success", "last error", "mails seen", "mail server (authserv-id)"):
             accounts.add_column(column, overflow="fold")
         for a in status["accounts"]:
             error = f"{(a['last_error_at'] or '')[:16]} {a['last_error']}" if a["last_error"] else "-"
-            accounts.add_row(t(a["name"]), t((a["last_success"] or "never")[:16]), t(error), str(a["messages_seen"]))
+            accounts.add_row(t(a["name"]), t((a["last_success"] or "never")[:16]), t(error), str(a["messages_seen"]),
+                             t(a.get("authserv_id") or "not learned yet"))
         console.print(accounts)
 
     if status["alerts"]:

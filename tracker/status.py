@@ -113,6 +113,8 @@ def build_status(session: Session, today: date) -> dict:
         "name": a.name, "last_success": _iso(store.utc(a.last_success_at)),
         "last_error": a.last_error, "last_error_at": _iso(store.utc(a.last_error_at)),
         "messages_seen": seen_by_account.get(a.id, 0),
+        # The authserv-id of the mailbox's own server, learned on its first sync (None: not yet).
+        "authserv_id": a.authserv_id,
     } for a in session.exec(select(Account).where(Account.host != None)  # noqa: E711  (IMAP accounts)
                             .order_by(Account.name))]
     alerts = [{"id": a.id, "reason": a.reason, "title": a.title, "sent": _iso(store.utc(a.sent_at)),

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, create_engine, func, select
 
-from tracker import lifecycle
+from tracker import lifecycle, migrations
 from tracker.errors import NotFoundError, StoreError
 from tracker.models import Account, Complaint, Event, Message, Request
 
@@ -111,7 +111,8 @@ class Store:
             self.engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, hide_parameters=True)
             sa_event.listen(self.engine, "connect", _sqlite_pragmas)
             sa_event.listen(self.engine, "handle_error", _busy_as_one_line)
-            _create_tables(self.engine)
+            # The schema: created at head when new, upgraded in place (after a backup) when older.
+            migrations.upgrade(self.engine, url)
         except ImportError as err:  # postgresql://, mysql://... without the driver installed
             raise StoreError(_missing_driver(url, err)) from None
         except (OSError, SQLAlchemyError) as err:
@@ -222,17 +223,6 @@ def _missing_driver(url: str, err: ImportError) -> str:
     package = _DRIVER_PACKAGES.get(module, module or "the driver")
     return (f"the database URL {_shown_url(url)} needs the {driver} driver, which is not installed: "
             f"pip install '{package}' (or use a sqlite:/// URL)")
-
-
-def _create_tables(engine) -> None:
-    """Create missing tables. Two processes starting on a new file at once (the daemon and
-    a cron `poll --once`) can both find a table missing; the loser's second look finds it."""
-    try:
-        SQLModel.metadata.create_all(engine)
-    except OperationalError as err:
-        if "already exists" not in str(err):
-            raise
-        SQLModel.metadata.create_all(engine)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -46,6 +46,7 @@ import random
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,10 +60,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from tracker import alerts, store
+from tracker.authenticity import parse_authentication_results
 from tracker.config import AccountSettings, Settings
 from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, TrackerError
 from tracker.ingest import NEW, Ingestor, disk_full_error
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
+from tracker.parse import parse_mail
 from tracker.sources.base import MailItem
 from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, ServerRefused, Traffic
 
@@ -86,6 +89,11 @@ SHORT_BRAND_SEARCH_WORDS = ("fb.", "fb-")
 # A folder lease lasts this long; every committed message renews it, so only a
 # poller that died leaves it behind, and a dead one on this host is noticed at once.
 LEASE_SECONDS = 300
+
+# How many of a folder's most recent mails are read, their From and Authentication-Results
+# headers only, to learn the authserv-id of the person's own mail server.
+AUTHSERV_SAMPLE = 20
+AUTHSERV_FIELDS = b"BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
 
 ProgressCallback = Callable[[str, str, int, int], None]   # (account, folder, done, total)
 
@@ -124,6 +132,43 @@ def search_criteria(meta_domains: tuple[str, ...], after_uid: int, since: date |
         criteria += ["OR", "FROM", term]
     criteria += ["FROM", terms[-1]]
     return criteria
+
+
+def _headers_only(header_block: bytes):
+    """A header block as FETCH BODY[HEADER.FIELDS ...] gives it (or a whole mail), parsed."""
+    return parse_mail(header_block.rstrip(b"\r\n") + b"\r\n\r\n")
+
+
+def topmost_authserv_id(header_block: bytes) -> str | None:
+    """The authserv-id of a mail's topmost Authentication-Results header; None without one."""
+    return _topmost_authserv_id(_headers_only(header_block))
+
+
+def _topmost_authserv_id(mail) -> str | None:
+    if not mail.auth_results:
+        return None
+    parsed = parse_authentication_results(mail.auth_results[0])
+    return (parsed.authserv_id or None) if parsed is not None else None
+
+
+def learn_authserv_id(header_blocks: list[bytes], terms: list[str]) -> str | None:
+    """The person's own server, from the headers (From, Authentication-Results) of recent mail, newest first.
+
+    The receiving server adds its Authentication-Results on top of whatever the mail
+    brought along, so the topmost header of ordinary mail names it. Mail whose From
+    mentions Meta (or imitates it) is left out: that is the mail whose headers may be
+    forged to be believed. The most common id wins; a tie goes to the newest mail.
+    A header without an authserv-id (some Microsoft servers) teaches nothing.
+    """
+    counts: Counter[str] = Counter()
+    for block in header_blocks:
+        mail = _headers_only(block)
+        if any(sender_mentions(value, terms) for value in mail.from_headers):
+            continue
+        authserv_id = _topmost_authserv_id(mail)
+        if authserv_id:
+            counts[authserv_id] += 1
+    return counts.most_common(1)[0][0] if counts else None
 
 
 # ---- results ----------------------------------------------------------------
@@ -390,10 +435,15 @@ class Poller:
             after_uid = 0
         else:
             after_uid = checkpoint.last_uid
+        learned = self._learned_authserv_id(account_id)
+        if learned is None and self.settings.authenticity.trusted_authserv_id is None:
+            learned = self._learn_authserv_id(connection, account, account_id, folder, status)
+        settings = self.account_settings(learned)
         if status.uidnext > after_uid + 1:
             uids = self._new_uids_from_meta(connection, account, after_uid)
             result.matched = len(uids)
-            if not self._record_all(connection, account, account_id, folder, status, uids, lease, result):
+            if not self._record_all(connection, account, account_id, folder, status, uids, lease, result,
+                                    settings):
                 result.interrupted = True
                 return result
         self._finish_checkpoint(account_id, folder, status, lease)
@@ -419,8 +469,75 @@ class Poller:
                 if uid > after_uid and sender_mentions(sender, terms)
                 and (since is None or arrived is None or arrived.date() >= since)]
 
+    # ---- the person's own server ---------------------------------------------------
+
+    def account_settings(self, authserv_id: str | None) -> Settings:
+        """The settings one account's mail is classified with.
+
+        With a ``trusted_authserv_id`` in the config, the config decides. Otherwise the
+        id learned from the account's mail does: only its server's Authentication-Results
+        count, and a Meta mail whose headers come from another server is unverified.
+        Nothing learned yet: the topmost header, as for local files.
+        """
+        if authserv_id is None or self.settings.authenticity.trusted_authserv_id is not None:
+            return self.settings
+        authenticity = self.settings.authenticity.model_copy(update={"trusted_authserv_id": authserv_id})
+        return self.settings.model_copy(update={"authenticity": authenticity})
+
+    def _learned_authserv_id(self, account_id: int) -> str | None:
+        with self.db.session() as session:
+            return session.exec(select(Account.authserv_id).where(Account.id == account_id)).one()
+
+    def _learn_authserv_id(self, connection: ImapConnection, account: AccountSettings, account_id: int,
+                           folder: str, status: FolderStatus) -> str | None:
+        """Read the folder's recent ordinary mail (two headers each) and store its server's authserv-id.
+
+        Done on the first sync, and on later ones for as long as nothing was learned (a
+        new, empty mailbox). Costs two round trips and a few hundred bytes per mail.
+        """
+        blocks = self._recent_headers(connection, folder, status)
+        learned = learn_authserv_id(blocks, sender_search_terms(self.settings.authenticity.meta_domains))
+        if learned is None:
+            return None
+
+        def write() -> str:
+            with self.db.write() as session:
+                row = session.get(Account, account_id)
+                if row.authserv_id is None:  # another poller may have learned it meanwhile
+                    row.authserv_id = learned
+                    session.add(row)
+                return row.authserv_id
+
+        stored = store.retry_busy(write, f"recording the mail server of {account.name}")
+        log.info("%s: its mail server's authserv-id is %s; only its Authentication-Results count",
+                 account.name, stored)
+        return stored
+
+    @staticmethod
+    def _recent_headers(connection: ImapConnection, folder: str, status: FolderStatus) -> list[bytes]:
+        """From and Authentication-Results of the last ``AUTHSERV_SAMPLE`` mails of the examined folder, newest first."""
+        if status.messages <= 0:
+            return []
+        first = max(1, status.messages - AUTHSERV_SAMPLE + 1)
+        try:
+            connection.traffic.commands += 2
+            # A bare sequence set in SEARCH means message numbers: the UIDs of the last mails.
+            uids = sorted(connection.client.search([f"{first}:*"]), reverse=True)[:AUTHSERV_SAMPLE]
+            response = connection.client.fetch(uids, [AUTHSERV_FIELDS]) if uids else {}
+        except Exception as err:  # not worth failing the poll for: the next poll tries again
+            log.info("%s: could not read recent headers to learn the mail server: %s", folder, err)
+            return []
+        blocks = []
+        for uid in uids:
+            data = response.get(uid) or {}
+            header = next((value for key, value in data.items() if key.startswith(b"BODY[HEADER")), None)
+            if header:
+                blocks.append(bytes(header))
+        return blocks
+
     def _record_all(self, connection: ImapConnection, account: AccountSettings, account_id: int, folder: str,
-                    status: FolderStatus, uids: list[int], lease: FolderLease, result: FolderPoll) -> bool:
+                    status: FolderStatus, uids: list[int], lease: FolderLease, result: FolderPoll,
+                    settings: Settings | None = None) -> bool:
         """Fetch and record the matches. False when stopped before the last one."""
         done = 0
         self._report(account.name, folder, done, len(uids))
@@ -428,7 +545,7 @@ class Poller:
             for mail in batch:
                 if self.stop.is_set():
                     return False
-                outcome = self._record_one(account_id, account.name, folder, status, mail, lease)
+                outcome = self._record_one(account_id, account.name, folder, status, mail, lease, settings)
                 if outcome == NEW:
                     result.new += 1
                 else:
@@ -442,7 +559,7 @@ class Poller:
         return True
 
     def _record_one(self, account_id: int, account_name: str, folder: str, status: FolderStatus,
-                    mail: FetchedMail, lease: FolderLease) -> str:
+                    mail: FetchedMail, lease: FolderLease, settings: Settings | None = None) -> str:
         """The message, its events and alerts, and the checkpoint advance: one transaction.
 
         The mail is parsed and classified first, outside any transaction: reading a
@@ -452,7 +569,7 @@ class Poller:
         """
         item = MailItem(raw=mail.raw, label=f"{account_name}/{folder}#{mail.uid}", folder=folder,
                         uidvalidity=status.uidvalidity, uid=mail.uid, internal_date=mail.internal_date)
-        prepared = self.ingestor.prepare(item)
+        prepared = self.ingestor.prepare(item, settings)
 
         def write() -> str:
             with self.db.write() as session:
@@ -490,6 +607,7 @@ class Poller:
                     log.info("%s: now %s@%s; its folders will be read from the start",
                              account.name, account.username, account.host)
                     session.execute(delete(Checkpoint).where(Checkpoint.account_id == row.id))
+                    row.authserv_id = None  # another server, perhaps: learned again on its first sync
                 row.host, row.username = account.host, account.username
                 session.add(row)
             return row.id
