@@ -340,3 +340,31 @@ def test_status_on_a_full_disk_still_shows_what_is_recorded(cli, monkeypatch):
     assert "the disk is full" in warning and "Traceback" not in result.output
     [request] = cli.json("status", "--json")["requests"]
     assert (request["address"], request["overdue"]) == ("anna@example.org", True)
+
+
+def test_daemon_reports_a_full_disk_after_a_poll_in_one_line(tmp_path, caplog):
+    import errno
+    import logging
+    import socket as socket_module
+
+    from tracker.config import settings_from_dict
+    from tracker.daemon import Daemon
+
+    with socket_module.socket() as probe:  # a port nobody listens on: the poll fails at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = settings_from_dict({
+        "database": {"url": f"sqlite:///{tmp_path / 'tracker.sqlite3'}"},
+        "evidence": {"dir": str(tmp_path / "evidence")},
+        "accounts": [{"name": "alice", "host": "127.0.0.1", "port": port, "tls": "none",
+                      "username": "alice", "password_env": "NO_SUCH_VARIABLE_SET"}],
+    })
+
+    def alerts_on_a_full_disk():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    daemon = Daemon(store.Store(settings.database.resolved_url()), settings, after_poll=alerts_on_a_full_disk)
+    with caplog.at_level(logging.ERROR):
+        daemon._poll(settings.accounts[0])
+    full = [record for record in caplog.records if "disk is full" in record.getMessage()]
+    assert full and all(record.exc_info is None for record in full)

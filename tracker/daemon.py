@@ -35,6 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tracker import store
 from tracker.config import AccountSettings, Settings
 from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, StoreError, TrackerError
+from tracker.ingest import disk_full_error
 from tracker.sources.imap import INBOX, ImapConnection
 from tracker.sync import AccountPoll, Poller, ProgressCallback, backoff_seconds
 
@@ -141,8 +142,12 @@ class Daemon:
             self.after_poll()
         except TrackerError as err:  # a busy database, a full disk: one line, and polling goes on
             log.error("after the poll of %s: %s", account.name, err)
-        except Exception:  # sending alerts must not stop the polling
-            log.exception("after-poll step failed")
+        except Exception as err:  # sending alerts must not stop the polling
+            full = disk_full_error(err, "the alerts")
+            if full is not None:
+                log.error("after the poll of %s: %s", account.name, full)
+            else:
+                log.exception("after-poll step failed")
 
     def _watch(self, account: AccountSettings) -> None:
         """IDLE on the account's first folder; poll whenever it announces mail."""
