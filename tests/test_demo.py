@@ -13,7 +13,7 @@ def test_demo_runs_from_any_folder_and_shows_several_states(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for state in ("approved", "rejected", "info_requested", "acknowledged"):
+    for state in ("approved", "refused", "more information requested", "waiting for Meta"):
         assert state in out, state
     assert "overdue" in out
     assert "Mails to review" in out and "suspicious" in out

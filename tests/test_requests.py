@@ -39,7 +39,7 @@ def test_request_show_lists_the_timeline_in_date_order(cli, tmp_path):
     assert [(e["kind"], e["detail"]) for e in shown["events"]] == [("acknowledgement", "Received"),
                                                                    ("rejected", "Decision")]
     text = cli("request", "show", "1").stdout
-    assert "rejected" in text and "2025-06-20" in text
+    assert "refused" in text and "2025-06-20" in text
 
 
 def test_a_note_is_kept(cli):

@@ -268,7 +268,7 @@ def demo(
         state._settings = settings
         stats = _ingest_paths(state, [bundled_sample_mail()])
         console.print(f"Demo: ingested {stats.new} sample mails from {terminal(bundled_sample_mail())} "
-                      f"({stats.errors} damaged, recorded with their error).\n")
+                      f"({stats.errors} damaged, recorded with their error).\n", soft_wrap=not console.is_terminal)
         _print_status(state, as_json=False)
         state.db.dispose()
         if keep:
@@ -334,7 +334,7 @@ def request_add(
         request = store.add_request(session, address, platform, kind, country=country and country.upper(),
                                     region=region and region.upper(), submitted=day, notes=notes)
         console.print(f"Request #{request.id} added: {terminal(request.address)}, {platform}, {kind}, "
-                      f"state {request.state}.")
+                      f"state: {report.state_label(request.state)}.", soft_wrap=not console.is_terminal)
 
 
 @request_app.command("show")
