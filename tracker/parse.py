@@ -136,15 +136,6 @@ def _is_stub(plain: str) -> bool:
     return len(plain.split()) < _STUB_WORDS and ("http" in plain or "www." in plain)
 
 
-def _addresses(pairs) -> list[str]:
-    out = []
-    for pair in pairs or ():
-        address = (pair[1] if isinstance(pair, (tuple, list)) else str(pair)).strip().strip("<>").lower()
-        if "@" in address:
-            out.append(address)
-    return out
-
-
 def _header_values(message, name: str) -> list[str]:
     try:
         return [str(v) for v in (message.get_all(name) or [])]
