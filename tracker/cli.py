@@ -592,6 +592,12 @@ def daemon(ctx: typer.Context) -> None:
     _run_daemon(_state(ctx))
 
 
+# ---- commands kept in their own modules (they register on the apps above) ------
+
+from tracker import (cli_calendar, cli_corrections, cli_review, cli_service,  # noqa: E402,F401
+                     cli_setup)
+
+
 # ---- entry point ------------------------------------------------------------
 
 def main() -> None:

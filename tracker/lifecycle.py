@@ -62,6 +62,24 @@ class EventFact:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One go at the request: from the first mail (or the date the person gave) to Meta's answer.
+
+    Objecting again after an answer starts a new round, with its own Art. 12(3) clock;
+    an earlier round keeps what happened in it (a refusal stays a refusal one can complain about).
+    """
+
+    number: int                  # 1, 2, ...
+    state: str                   # where this round ended, or stands
+    received: date | None        # when Meta received it (Art. 12(3) clock start)
+    deadline: date | None        # decision due
+    extended: bool
+    decided: date | None         # date of the approval or refusal that ended it
+    info_requested: date | None  # first time Meta asked for more information in this round
+    answered_late: bool          # decided (or still open) after the deadline
+
+
+@dataclass(frozen=True)
 class Timeline:
     state: str
     received: date | None        # when Meta received the request (Art. 12(3) clock start)
@@ -69,10 +87,17 @@ class Timeline:
     extended: bool
     last_mail: datetime | None
     decided: date | None         # date of the approval or refusal
+    rounds: tuple[Round, ...] = ()
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def last_refusal(self) -> Round | None:
+        """The latest round Meta refused (a complaint may be filed about it), even if a newer one is open."""
+        refused = [r for r in self.rounds if r.state in (REJECTED, COMPLAINT_FILED) and r.decided is not None]
+        return refused[-1] if refused else None
 
     def days_left(self, today: date) -> int | None:
         """Days until the deadline (negative: overdue). None once decided or without a date."""
@@ -104,45 +129,69 @@ def ordered(events: list[EventFact]) -> list[EventFact]:
     return sorted(events, key=lambda e: (e.occurred_at, _RANK.get(e.kind, 9), e.tie))
 
 
-def derive(events: list[EventFact], submitted: date | None = None) -> Timeline:
-    """Replay a request's events in date order; the result does not depend on arrival order."""
-    state = SUBMITTED
-    last_mail = None
-    decided = None
-    receipt_dates = []
-    extension_dates = []
-    for event in ordered(events):
-        if event.kind in _RECEIPT_KINDS and state in _DECIDED_STATES:
-            # Objecting again after an answer (a new code or acknowledgement):
-            # a new round, with its own Art. 12(3) clock.
-            if submitted is not None and decided is not None and submitted <= decided:
-                submitted = None
-            receipt_dates, extension_dates, decided = [], [], None
-        if event.kind == EVENT_EXTENDED:
-            extension_dates.append(event.occurred_at.date())
-            if state in (SUBMITTED, CODE_SENT):
-                state = ACKNOWLEDGED
-        elif event.kind in _STATE_AFTER:
-            state = _STATE_AFTER[event.kind]
-            if event.kind in (v.APPROVED, v.REJECTED):
-                decided = event.occurred_at.date()
-        if event.kind in _RECEIPT_KINDS:
-            receipt_dates.append(event.occurred_at.date())
-        if event.kind in v.REQUEST_CATEGORIES:
-            last_mail = event.occurred_at
-    received = submitted or (min(receipt_dates) if receipt_dates else None)
-    deadline = None
-    if received is not None:
+class _RoundBuilder:
+    """What one round has seen so far, while the events are replayed."""
+
+    def __init__(self, number: int, submitted: date | None):
+        self.number = number
+        self.submitted = submitted
+        self.state = SUBMITTED
+        self.receipt_dates: list[date] = []
+        self.extension_dates: list[date] = []
+        self.decided: date | None = None
+        self.info_requested: date | None = None
+
+    def clock(self) -> tuple[date | None, date | None, bool]:
+        received = self.submitted or (min(self.receipt_dates) if self.receipt_dates else None)
+        if received is None:
+            return None, None, bool(self.extension_dates)
         deadline = add_months(received, DECISION_MONTHS)
         # Art. 12(3): Meta must announce the extension within the first month;
         # one announced later does not move the deadline.
-        extended = any(day <= deadline for day in extension_dates)
+        extended = any(day <= deadline for day in self.extension_dates)
         if extended:
             deadline = add_months(received, DECISION_MONTHS + EXTENSION_MONTHS)
-    else:
-        extended = bool(extension_dates)
-    return Timeline(state=state, received=received, deadline=deadline, extended=extended,
-                    last_mail=last_mail, decided=decided)
+        return received, deadline, extended
+
+    def build(self) -> Round:
+        received, deadline, extended = self.clock()
+        late = self.decided is not None and deadline is not None and self.decided > deadline
+        return Round(number=self.number, state=self.state, received=received, deadline=deadline,
+                     extended=extended, decided=self.decided, info_requested=self.info_requested,
+                     answered_late=late)
+
+
+def derive(events: list[EventFact], submitted: date | None = None) -> Timeline:
+    """Replay a request's events in date order; the result does not depend on arrival order."""
+    current = _RoundBuilder(1, submitted)
+    finished: list[Round] = []
+    last_mail = None
+    for event in ordered(events):
+        if event.kind in _RECEIPT_KINDS and current.state in _DECIDED_STATES:
+            # Objecting again after an answer (a new code or acknowledgement):
+            # a new round, with its own Art. 12(3) clock.
+            finished.append(current.build())
+            keep = submitted if (submitted is not None and current.decided is not None
+                                 and submitted > current.decided) else None
+            current = _RoundBuilder(current.number + 1, keep)
+        if event.kind == EVENT_EXTENDED:
+            current.extension_dates.append(event.occurred_at.date())
+            if current.state in (SUBMITTED, CODE_SENT):
+                current.state = ACKNOWLEDGED
+        elif event.kind in _STATE_AFTER:
+            current.state = _STATE_AFTER[event.kind]
+            if event.kind in (v.APPROVED, v.REJECTED):
+                current.decided = event.occurred_at.date()
+            if event.kind == v.INFO_REQUESTED and current.info_requested is None:
+                current.info_requested = event.occurred_at.date()
+        if event.kind in _RECEIPT_KINDS:
+            current.receipt_dates.append(event.occurred_at.date())
+        if event.kind in v.REQUEST_CATEGORIES:
+            last_mail = event.occurred_at
+    rounds = (*finished, current.build())
+    latest = rounds[-1]
+    return Timeline(state=latest.state, received=latest.received, deadline=latest.deadline,
+                    extended=latest.extended, last_mail=last_mail, decided=latest.decided, rounds=rounds)
 
 
 def authority_deadline(filed: date) -> date:
