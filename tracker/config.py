@@ -112,6 +112,7 @@ class AccountSettings(_Frozen):
     username: Text
     password_env: Text | None = None
     password_command: Text | None = None
+    password_keyring: bool = Field(default=False, strict=True)  # the system keyring, service "privacy-tracker", this username
     oauth2_token_command: Text | None = None
     tls: Literal["implicit", "starttls", "none"] = "implicit"
     ca_file: Path | None = None
@@ -119,6 +120,9 @@ class AccountSettings(_Frozen):
     since: Annotated[date | None, AfterValidator(_sane_since)] = None  # YYYY-MM-DD: mail before it is ignored
     idle: bool = Field(default=False, strict=True)
     timeout_seconds: float = Field(default=60.0, ge=1, le=3600, strict=True)
+    # Where the person whose mailbox this is lives, when it differs from [person] (a family member).
+    country: Text | None = None          # ISO 3166-1 alpha-2, e.g. "DE": decides the authority
+    region: Text | None = None           # German Land code (e.g. "BY") for the state authorities
 
     @property
     def effective_port(self) -> int:
@@ -126,12 +130,12 @@ class AccountSettings(_Frozen):
 
     @model_validator(mode="after")
     def _one_credential(self) -> "AccountSettings":
-        given = [key for key in ("password_env", "password_command", "oauth2_token_command")
+        given = [key for key in ("password_env", "password_command", "password_keyring", "oauth2_token_command")
                  if getattr(self, key)]
         if len(given) != 1:
             found = f"found {', '.join(given)}" if given else "none is set"
-            raise ValueError(f"set exactly one of password_env, password_command, oauth2_token_command "
-                             f"({found})")
+            raise ValueError(f"set exactly one of password_env, password_command, password_keyring = true, "
+                             f"oauth2_token_command ({found})")
         return self
 
 
@@ -147,7 +151,22 @@ class AlertSettings(_Frozen):
     max_attempts: int = Field(default=8, ge=1, le=100, strict=True)
 
 
+class PersonSettings(_Frozen):
+    """Who the tracker works for: decides the authority, the letters' and alerts' language."""
+
+    name: Text | None = None             # signs complaint letters
+    country: Text | None = None          # ISO 3166-1 alpha-2, e.g. "DE"
+    region: Text | None = None           # German Land code (e.g. "BY")
+    language: Text | None = None         # en, de, fr, it, es, nl, pl; default: the authority's, else en
+
+
+class CalendarSettings(_Frozen):
+    file: Path | None = None             # the daemon keeps this iCalendar file up to date
+
+
 class Settings(_Frozen):
+    person: PersonSettings = PersonSettings()
+    calendar: CalendarSettings = CalendarSettings()
     database: DatabaseSettings = DatabaseSettings()
     evidence: EvidenceSettings = EvidenceSettings()
     rules: RulesSettings = RulesSettings()
@@ -352,6 +371,7 @@ def _resolve_paths(data: dict, base: Path) -> None:
 
     fix(data.get("rules"), "file")
     fix(data.get("evidence"), "dir")
+    fix(data.get("calendar"), "file")
     accounts = data.get("accounts")
     for account in accounts if isinstance(accounts, list) else ():  # another shape: validation names it
         fix(account, "ca_file")
