@@ -112,7 +112,7 @@ ACCOUNT = {"name": "a", "host": "imap.example.org", "username": "u", "password_e
     ({"accounts": [{**ACCOUNT, "prot": 993}]}, "accounts #1.prot: is not a setting here"),
     ({"accounts": [{k: v for k, v in ACCOUNT.items() if k != "host"}]}, "accounts #1.host: is required"),
     ({"accounts": [{k: v for k, v in ACCOUNT.items() if k != "password_env"}]},
-     "accounts #1: set exactly one of password_env, password_command, oauth2_token_command (none is set)"),
+     "accounts #1: set exactly one of password_env, password_command, password_keyring = true, oauth2_token_command (none is set)"),
     ({"alerts": {"max_attempts": 0}}, "alerts.max_attempts: must be from 1 to 100, not 0"),
     ({"alerts": {"max_attempts": 10**9}}, "alerts.max_attempts: must be from 1 to 100, not 1000000000"),
     ({"alerts": {"urls": "json://u:secret@example.org"}}, "alerts.urls: must be a list"),
