@@ -442,3 +442,126 @@ def test_a_healthy_or_local_mailbox_is_not_reported(config_file):
         store.get_or_create_account(session, "local")
     assert alerts.run_checks(db, settings, now=datetime(2026, 1, 5, tzinfo=timezone.utc)) == []
     db.dispose()
+
+
+# ---- how loud, and in which language ---------------------------------------------------------
+
+def test_a_refusal_is_a_warning_an_impersonation_a_failure_and_the_rest_information(cli, config_file, tmp_path,
+                                                                                     webhook):
+    with_alerts(config_file, webhook.url)
+    cli("ingest", write_refusal(tmp_path))
+    (tmp_path / "fake.eml").write_bytes(meta_mail(
+        "Your account will be deleted. Confirm your objection here.", subject="Security notice",
+        sender="security@facebookmail-support.example", display="Facebook Security", auth=None))
+    cli("ingest", tmp_path / "fake.eml")
+    cli("alerts", "test")
+    types = {post["title"].split(" (")[0]: post["type"] for post in webhook.posts}
+    assert types == {"Meta refused your Facebook request": "warning",
+                     "Warning: a mail pretends to come from Meta": "failure",
+                     "privacy-tracker: test alert": "info"}
+
+
+def test_an_overdue_alert_is_news_not_a_warning(cli, config_file, webhook):
+    with_alerts(config_file, webhook.url)
+    cli("request", "add", "--address", "anna@example.org", "--platform", "facebook", "--date", "2025-01-31")
+    cli("alerts", "send")
+    [post] = webhook.posts
+    assert post["title"].startswith("Meta has not decided") and post["type"] == "info"
+
+
+def with_language(config_file: Path, language: str) -> None:
+    with config_file.open("a") as handle:
+        handle.write(f'\n[person]\nlanguage = "{language}"\n')
+
+
+def test_alerts_from_the_periodic_checks_speak_the_persons_language(config_file):
+    with_language(config_file, "de")
+    db, settings = open_store(config_file)
+    with db.session() as session:
+        store.add_request(session, "anna@example.org", "facebook", "ai_objection", submitted=date(2025, 1, 31))
+    [overdue] = alerts.run_checks(db, settings, now=datetime(2025, 3, 3, 12, tzinfo=timezone.utc))
+    assert overdue.title == "Meta hat über Ihre Facebook-Anfrage nicht entschieden (anna@example.org)"
+    assert ("Meta hat Anfrage #1 (Facebook, Widerspruch gegen KI-Training, anna@example.org) am 2025-01-31 "
+            "erhalten und hätte bis zum 2025-02-28 entscheiden müssen (Art. 12 Abs. 3 DSGVO). Heute, am "
+            "2025-03-03, ist die Frist um 3 Tage überschritten.") in overdue.body
+    assert "privacy-tracker complaint draft 1" in overdue.body
+    db.dispose()
+
+
+def test_the_test_alert_speaks_the_persons_language(cli, config_file, webhook):
+    with_alerts(config_file, webhook.url)
+    with_language(config_file, "pl")
+    cli("alerts", "test")
+    [post] = webhook.posts
+    assert post["title"] == "privacy-tracker: powiadomienie testowe"
+    assert post["type"] == "info"
+
+
+def test_an_unknown_language_falls_back_to_english(cli, config_file, webhook):
+    with_alerts(config_file, webhook.url)
+    with_language(config_file, "sv")
+    cli("alerts", "test")
+    assert webhook.posts[0]["title"] == "privacy-tracker: test alert"
+
+
+SUSPICIOUS_REASON = "display name claims Facebook on a domain that is not Meta's: 482913"
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr", "it", "es", "nl", "pl"])
+def test_every_alert_text_exists_in_every_language_and_quotes_mail_safely(config_file, language):
+    """Each alert in each language, with a subject that tries to add a line, and a fake's code to mask."""
+    from tracker.models import Account, Complaint, Message
+
+    db, settings = open_store(config_file)
+    subject = "Update 482913\nNext step: enter it at evil.example"
+    with db.write() as session:
+        request = store.add_request(session, "anna@example.org", "instagram", "third_party_data",
+                                    submitted=date(2025, 1, 31))
+        mails = {}
+        for uid, category in enumerate(("rejected", "info_requested", "suspicious", "meta_other", "otp"), 1):
+            message = Message(account_id=store.get_or_create_account(session, "local").id, folder="", uid=uid,
+                              uidvalidity=0, dedupe_id=category, content_key=category, sha256=category, size=1,
+                              subject=subject, sender="x@facebookmail.example", sender_name="Facebook 482913",
+                              recipient="anna@example.org", mail_date=datetime(2025, 3, 5, 9), category=category,
+                              reason=SUSPICIOUS_REASON, otp="482913" if category == "otp" else None)
+            session.add(message)
+            session.flush()
+            mails[category] = message
+        for category in ("rejected", "info_requested"):
+            alerts.queue_for_request_mail(session, request, mails[category], language=language)
+        for category in ("suspicious", "meta_other"):
+            alerts.queue_for_review_mail(session, mails[category], language=language)
+        alerts.queue_code(session, request, mails["otp"], language=language)
+        timeline = store.timeline_of(session, request)
+        alerts._queue_overdue(session, request, timeline, date(2025, 3, 3), language)
+        complaint = Complaint(request_id=request.id, authority="AT", filed=date(2025, 3, 10), reference="D1")
+        session.add(complaint)
+        session.flush()
+        alerts._queue_authority_silent(session, request, complaint, date(2025, 6, 20), language)
+        account = Account(name="anna", host="imap.example.org", username="anna", consecutive_failures=3,
+                          last_error="connection refused")
+        session.add(account)
+        session.flush()
+        alerts._queue_mailbox_failing(session, account, settings.model_copy(
+            update={"person": settings.person.model_copy(update={"language": language})}),
+            datetime(2025, 3, 3, 12, tzinfo=timezone.utc))
+    queued = stored_alerts(config_file)
+    assert len(queued) == 8, str([a.reason for a in queued])
+    for alert in queued:
+        if alert.reason in (alerts.IMPERSONATION, alerts.REVIEW):  # a fake's code is never passed on
+            assert "482913" not in alert.title + alert.body, (alert.reason, alert.body)
+        assert not any(line.startswith("Next step: enter it") for line in alert.body.splitlines()), alert.body
+        assert "{" not in alert.title + alert.body, alert.body
+    english = {"en"} if language == "en" else set()
+    refusal = next(a for a in queued if a.reason == alerts.REFUSED)
+    assert ("Meta refused" in refusal.title) == bool(english)
+    db.dispose()
+
+
+def test_an_invalid_alert_url_is_never_shown_with_its_password(cli, config_file, capfd):
+    with config_file.open("a") as config:
+        config.write('[alerts]\nurls = ["nosuchscheme://user:hunter2-secret@example.org/path"]\n')
+    result = cli("-vv", "alerts", "test", expect=1)
+    captured = capfd.readouterr()
+    assert "hunter2-secret" not in result.output + captured.out + captured.err
+    assert "FAILED" in result.output

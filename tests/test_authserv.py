@@ -10,11 +10,11 @@ the config names no server.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import db_rows
 from mails import REFUSAL, meta_mail
 from tracker.cli import app
 from tracker.config import load_settings
@@ -51,9 +51,7 @@ def genuine_refusal() -> bytes:
 
 
 def rows(config, query: str) -> list[tuple]:
-    path = load_settings(config).database.resolved_url().removeprefix("sqlite:///")
-    with sqlite3.connect(path, timeout=30) as connection:
-        return connection.execute(query).fetchall()
+    return db_rows(config, query)
 
 
 # ---- learning, without a server -------------------------------------------------

@@ -61,7 +61,7 @@ def test_unknown_config_key_is_named(tmp_path):
     config.write_text('[database]\npath = "x.db"\n')
     result = CliRunner().invoke(app, ["--config", str(config), "status"])
     assert result.exit_code == 1
-    assert "database.path" in result.output
+    assert "database: unknown key 'path' – [database] takes url" in result.output
 
 
 def test_missing_config_file_is_an_error(tmp_path):

@@ -59,15 +59,17 @@ def test_the_letter_states_who_what_when_and_quotes_the_refusal(cli, refused, tm
         flat = " ".join(letter.split())
         assert "Name: Anna Beispiel" in flat
         assert "anna@example.org" in flat
-        assert "On 2025-01-31 I sent Meta an objection under Article 21 GDPR" in flat
-        assert 'On 2025-03-05 Meta refused it, by email from noreply@facebookmail.com with the subject ' \
-               '"Update on your objection".' in flat
-        assert f'The decisive sentence of that mail reads: "{DECISIVE}"' in flat
-        assert "Meta had to answer by 2025-02-28 (Article 12(3) GDPR); its answer came 5 days late." in flat
-        for article in ("Article 21(1) GDPR", "Article 12(3) GDPR", "Article 12(4) GDPR", "Article 77 GDPR"):
+        assert "On 31 January 2025 I submitted to Meta an objection under Article 21(1) GDPR" in flat
+        assert 'On 5 March 2025 Meta refused my objection by email from noreply@facebookmail.com with the ' \
+               'subject "Update on your objection".' in flat
+        assert f'The decisive sentence of that email reads: "{DECISIVE}"' in flat
+        assert "The time limit for Meta's answer ended on 28 February 2025; the refusal came 5 days late." in flat
+        assert "Meta did not meet this time limit." in flat
+        for article in ("Article 21(1) GDPR", "Article 12(3) GDPR", "Article 77 GDPR", "Article 58(2)(c) GDPR"):
             assert article in flat
-        assert "Irish Data Protection Commission as lead supervisory authority" in flat
+        assert "Irish data protection authority as lead supervisory authority" in flat
         assert "Barichgasse 40-42, 1030 Wien" in flat
+        assert "Country of residence: Austria" in flat
     assert markdown.startswith("# Complaint under Article 77 GDPR against Meta Platforms Ireland Limited")
 
 
@@ -87,16 +89,28 @@ def test_the_eml_parses_back_with_byte_identical_evidence(cli, refused, tmp_path
     message = email.message_from_bytes((out / "complaint.eml").read_bytes(), policy=policy.default)
     assert message["To"] == "dsb@dsb.gv.at"
     assert message["From"] == "Anna Beispiel <anna@example.org>"
-    assert message["Subject"] == "Beschwerde nach Art. 77 DSGVO: Meta (Facebook) lehnt meinen Widerspruch ab"
+    assert message["X-Unsent"] == "1"
+    assert message["Subject"] == "Beschwerde gemäß Art. 77 DSGVO: Meta (Facebook) hat meinen Widerspruch abgelehnt"
     body = message.get_body(preferencelist=("plain",)).get_content()
     assert body == (out / "letter.txt").read_text()
-    assert "Am 05.03.2025 hat Meta ihn abgelehnt" in body  # Austria: a German letter unless --lang says otherwise
+    assert "Am 5. März 2025 hat Meta meinen Widerspruch" in body  # Austria: German unless --lang says otherwise
 
+    # Each mail is attached as the message it is (message/rfc822), the same mail line for line;
+    # the timeline and the checksums as text.
     evidence = out / "evidence"
-    attachments = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
-    assert sorted(attachments) == sorted(p.name for p in evidence.iterdir())
-    for name, content in attachments.items():
-        assert content == (evidence / name).read_bytes(), name
+    parts = {part.get_filename(): part for part in message.iter_attachments()}
+    assert sorted(parts) == sorted(p.name for p in evidence.iterdir())
+    for name, part in parts.items():
+        original = (evidence / name).read_bytes()
+        if name.endswith(".eml"):
+            assert part.get_content_type() == "message/rfc822", name
+            attached = part.get_content()
+            assert attached["Message-ID"] == email.message_from_bytes(original)["Message-ID"]
+            assert attached.as_bytes(policy=policy.default.clone(max_line_length=998, refold_source="none")) \
+                .replace(b"\r\n", b"\n") == original.replace(b"\r\n", b"\n"), name
+        else:
+            assert part.get_content_type() == "text/plain", name
+            assert part.get_content() == original.decode(), name
 
     # The evidence is the mail exactly as it was received.
     assert (evidence / "01-2025-02-01-acknowledgement.eml").read_bytes() == refused["ack"].read_bytes()
@@ -157,8 +171,9 @@ def test_a_german_resident_needs_a_land_and_is_offered_the_irish_dpc(cli, tmp_pa
     assert "Land" in without_land.stdout and "(IE)" in without_land.stdout
     with_land = cli("complaint", "draft", "1", "--region", "BY", "--out", tmp_path / "b")
     assert "Bayerisches Landesamt für Datenschutzaufsicht" in with_land.stdout and "(DE-BY)" in with_land.stdout
-    letter = (tmp_path / "b" / "letter.txt").read_text()
-    assert "Artikel 21 Absatz 1 DSGVO" in letter and "Wohnsitzland: DE (BY)" in letter
+    letter = " ".join((tmp_path / "b" / "letter.txt").read_text().split())
+    assert "Art. 21 Abs. 1 DSGVO" in letter and "Wohnsitzland: Deutschland (Bayern)" in letter
+    assert "An: Bayerisches Landesamt für Datenschutzaufsicht (BayLDA) Postfach 1349, 91504 Ansbach" in letter
     note = (tmp_path / "b" / "NOTE.txt").read_text()
     assert "privacy-tracker complaint draft 1 --authority IE" in note
 
@@ -166,8 +181,12 @@ def test_a_german_resident_needs_a_land_and_is_offered_the_irish_dpc(cli, tmp_pa
 def test_an_authority_without_email_gets_a_note_with_its_form(cli, refused, tmp_path):
     out = tmp_path / "draft"
     cli("complaint", "draft", "1", "--authority", "FR", "--out", out)
-    assert not (out / "complaint.eml").exists()
+    # The draft has no recipient: the CNIL takes complaints through its form.
+    message = email.message_from_bytes((out / "complaint.eml").read_bytes(), policy=policy.default)
+    assert message["To"] is None and message["X-Unsent"] == "1"
+    assert message["Subject"].startswith("Plainte au titre de l'article 77 du RGPD")
     note = (out / "NOTE.txt").read_text()
+    assert "complaint.eml ist ein Entwurf ohne Empfänger" in " ".join(note.split())  # the note in the language of where Anna lives
     assert "https://www.cnil.fr/fr/plaintes" in note
     assert "3 Place de Fontenoy" in note
 
@@ -175,10 +194,11 @@ def test_an_authority_without_email_gets_a_note_with_its_form(cli, refused, tmp_
 def test_a_request_meta_never_answered_can_be_complained_about_once_overdue(cli, tmp_path):
     cli("request", "add", "--address", "anna@example.org", "--platform", "facebook", "--country", "NL",
         "--date", "2025-01-31")
-    cli("complaint", "draft", "1", "--out", tmp_path / "draft")
+    cli("complaint", "draft", "1", "--out", tmp_path / "draft", "--lang", "en")
     flat = " ".join((tmp_path / "draft" / "letter.txt").read_text().split())
-    assert "Meta had to decide by 2025-02-28 (Article 12(3) GDPR). As of" in flat
-    assert "it has not decided" in flat
+    assert "The time limit for Meta's decision ended on 28 February 2025. Today," in flat
+    assert "Meta has still not decided on my objection." in flat
+    assert "Articles 12(3) and 21(1) GDPR" in flat
 
 
 def test_no_draft_while_meta_still_has_time_or_after_an_approval(cli, tmp_path):
@@ -311,11 +331,11 @@ def test_mails_whose_original_was_not_kept_are_listed_but_not_invented(cli, conf
     config_file.write_text(config_file.read_text().replace("[evidence]\n", "[evidence]\nkeep_raw = false\n"))
     (tmp_path / "refusal.eml").write_bytes(meta_mail(REFUSAL, subject="Update on your objection"))
     cli("ingest", tmp_path / "refusal.eml")
-    result = cli("complaint", "draft", "1", "--out", tmp_path / "draft", "--lang", "en")
+    result = cli("complaint", "draft", "1", "--out", tmp_path / "draft", "--country", "IE")
     assert "was not kept" in result.stdout
     evidence = tmp_path / "draft" / "evidence"
     assert sorted(p.name for p in evidence.iterdir()) == ["SHA256SUMS", "timeline.txt"]
     letter = " ".join((tmp_path / "draft" / "letter.txt").read_text().split())
-    assert "not kept: the original of this mail was not stored" in letter
-    assert "Meta refused it" in letter
-    assert "The mail is attached as evidence" not in letter
+    assert "not attached: the original of this email was not kept" in letter
+    assert "On 2 June 2025 Meta refused my objection" in letter
+    assert "The email is attached" not in letter

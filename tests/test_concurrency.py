@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import imap_account_toml
+from conftest import db_rows, imap_account_toml
 from mails import REFUSAL, meta_mail
 from tracker import ingest, store
 from tracker.cli import app
@@ -58,14 +57,13 @@ def impersonation() -> bytes:
                      message_id="<fake-1@facebook-help.net>")
 
 
-def database_path(config: Path) -> str:
-    return load_settings(config).database.resolved_url().removeprefix("sqlite:///")
+def database_url(config: Path) -> str:
+    return load_settings(config).database.resolved_url()
 
 
 def rows(config: Path, query: str) -> list[tuple]:
     """Read the tracker's database directly, as another process would."""
-    with sqlite3.connect(database_path(config), timeout=30) as connection:
-        return connection.execute(query).fetchall()
+    return db_rows(config, query)
 
 
 def open_store(config: Path) -> Store:
@@ -168,17 +166,33 @@ def slow_classification(monkeypatch, seconds: float | None = None, until: thread
 
 HOLD_LOCK = """
 import sqlite3, sys, time
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection = sqlite3.connect(sys.argv[1].removeprefix("sqlite:///"), isolation_level=None)
 connection.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
 connection.execute("ROLLBACK")
 """
 
+# PostgreSQL has no lock on the whole database: EXCLUSIVE on every table keeps out every writer
+# and lets readers read, as SQLite's write lock does.
+HOLD_LOCK_POSTGRESQL = """
+import sys, time
+from sqlalchemy import create_engine, inspect, text
+engine = create_engine(sys.argv[1])
+with engine.connect() as connection:
+    tables = ", ".join(f'"{name}"' for name in inspect(connection).get_table_names())
+    connection.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    connection.rollback()
+"""
+
 
 def hold_write_lock(config: Path, seconds: float) -> subprocess.Popen:
-    """Another process holds SQLite's write lock for ``seconds`` (a stuck writer, a backup...)."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, database_path(config), str(seconds)],
+    """Another process keeps every writer out for ``seconds`` (a stuck writer, a backup...)."""
+    url = database_url(config)
+    script = HOLD_LOCK_POSTGRESQL if url.startswith("postgresql") else HOLD_LOCK
+    holder = subprocess.Popen([sys.executable, "-c", script, url, str(seconds)],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
@@ -333,7 +347,8 @@ def test_a_writer_that_holds_the_database_too_long_gives_one_line_not_a_tracebac
 
 
 def test_a_poll_waits_out_a_writer_that_holds_the_database_past_one_wait(dovecot, imap_config):
-    """Held for longer than SQLite's own 30 s wait: the poll retries with backoff and finishes."""
+    """Held for longer than one 30 s wait (SQLite's busy timeout, PostgreSQL's lock_timeout): the
+    poll retries with backoff and finishes."""
     dovecot.deliver("alice", meta_mail(REFUSAL, to="ben@example.org", subject="Your objection",
                                        message_id="<refusal-ben@facebookmail.com>"))
     open_store(imap_config)

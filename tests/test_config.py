@@ -73,7 +73,7 @@ def test_a_config_that_is_not_utf8_is_named(tmp_path):
 def test_source_is_not_a_setting(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('source = "x"\n')
-    with pytest.raises(ConfigError, match="^source: is not a setting"):
+    with pytest.raises(ConfigError, match="^unknown key 'source' \\(not a setting"):
         load_settings(config)
 
 
@@ -84,7 +84,8 @@ ACCOUNT = {"name": "a", "host": "imap.example.org", "username": "u", "password_e
 
 @pytest.mark.parametrize("data, expected", [
     ({"accounts": 5}, "accounts: must be a list of [[accounts]] tables, not 5"),
-    ({"accounts": {"name": "a"}}, "accounts: must be a list of [[accounts]] tables"),   # [accounts], one bracket
+    ({"accounts": {"name": "a"}}, "accounts: written as [accounts] (one table), but each mailbox needs a table of "
+                                  "its own: write [[accounts]], with two brackets"),
     ({"accounts": [5]}, "accounts #1: must be an [[accounts]] table, not 5"),
     ({"daemon": {"interval_minutes": 1e300}}, "daemon.interval_minutes: must be from 1 to 10080, not 1e+300"),
     ({"daemon": {"interval_minutes": float("nan")}}, "daemon.interval_minutes: must be from 1 to 10080, not nan"),
@@ -109,7 +110,7 @@ ACCOUNT = {"name": "a", "host": "imap.example.org", "username": "u", "password_e
     ({"accounts": [{**ACCOUNT, "idle": "yes"}]}, "accounts #1.idle: must be true or false, not 'yes'"),
     ({"accounts": [{**ACCOUNT, "since": "1900-01-01"}]}, "accounts #1.since: must be a date from 1990-01-01 to today"),
     ({"accounts": [{**ACCOUNT, "since": "2025-13-01"}]}, "accounts #1.since: must be a date (YYYY-MM-DD)"),
-    ({"accounts": [{**ACCOUNT, "prot": 993}]}, "accounts #1.prot: is not a setting here"),
+    ({"accounts": [{**ACCOUNT, "prot": 993}]}, "accounts #1: unknown key 'prot' – did you mean 'port'?"),
     ({"accounts": [{k: v for k, v in ACCOUNT.items() if k != "host"}]}, "accounts #1.host: is required"),
     ({"accounts": [{k: v for k, v in ACCOUNT.items() if k != "password_env"}]},
      "accounts #1: set exactly one of password_env, password_command, password_keyring = true, oauth2_token_command (none is set)"),
@@ -123,7 +124,7 @@ ACCOUNT = {"name": "a", "host": "imap.example.org", "username": "u", "password_e
     ({"authenticity": {"unverified": "yes"}}, "authenticity.unverified: must be 'trust' or 'review', not 'yes'"),
     ({"database": {"url": "tracker.sqlite3"}}, "database.url: must be a database URL such as sqlite:///"),
     ({"evidence": {"keep_raw": "no"}}, "evidence.keep_raw: must be true or false, not 'no'"),
-    ({"bogus": 1}, "bogus: is not a setting here"),
+    ({"bogus": 1}, "unknown key 'bogus' (not a setting; config.example.toml lists them all)"),
 ])
 def test_a_wrong_shape_or_number_is_one_line_naming_the_key(data, expected):
     with pytest.raises(ConfigError) as caught:
@@ -190,3 +191,50 @@ def test_a_database_url_without_its_driver_says_which_package_is_missing(tmp_pat
     assert f"needs the {package} driver, which is not installed: pip install '{install}'" in line, line
     assert "hunter2" not in line                 # the password in the URL is not printed
     assert line.startswith("error: the database URL ")
+
+
+# ---- errors in people's words: misspelt keys, a password in the file, one bracket for two ----
+
+@pytest.mark.parametrize("toml, expected", [
+    ('[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\npasswrod_env = "P"\n',
+     "accounts #1: unknown key 'passwrod_env' – did you mean 'password_env'?"),
+    ('[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\npassword_env = "P"\n'
+     '[[accounts]]\nname = "b"\nhost = "h"\nusername = "u"\npassword_env = "P"\ntsl = "starttls"\n',
+     "accounts #2: unknown key 'tsl' – did you mean 'tls'?"),
+    ('[daemon]\nintervall_minutes = 5\n', "daemon: unknown key 'intervall_minutes' – did you mean 'interval_minutes'?"),
+    ('[person]\ncontry = "DE"\n', "person: unknown key 'contry' – did you mean 'country'?"),
+    ('[databse]\nurl = "sqlite:///t.db"\n', "unknown table [databse] – did you mean [database]?"),
+    ('[[acounts]]\nname = "a"\n', "unknown table [[acounts]] – did you mean [[accounts]]?"),
+    ('country = "DE"\n', "unknown key 'country' – it belongs in [person] or an [[accounts]] table"),
+    ('[database]\npath = "x.db"\n', "database: unknown key 'path' – [database] takes url"),
+    ('[alerts]\nurls = []\ninterval_minutes = 5\n', "alerts: unknown key 'interval_minutes' – it belongs in [daemon]"),
+    ('[[person]]\ncountry = "DE"\n', "person: written as [[person]] (a list of tables), but it is one table: "
+                                     "write [person], with one bracket"),
+    ('[accounts]\nname = "a"\nhost = "h"\nusername = "u"\npassword_env = "P"\n',
+     "accounts: written as [accounts] (one table), but each mailbox needs a table of its own: write [[accounts]], "
+     "with two brackets, above each one"),
+])
+def test_config_errors_say_what_to_write_instead(tmp_path, toml, expected):
+    from conftest import Cli
+
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == f"{expected} (in {config})"
+    [line] = Cli(config)("status", expect=1).output.splitlines()     # the same one line on the command line
+    assert line == f"config error: {expected} (in {config})"
+
+
+@pytest.mark.parametrize("key", ["password", "Password", "passwd", "pass"])
+def test_a_password_in_the_file_is_answered_with_where_it_goes_and_never_repeated(tmp_path, key):
+    config = tmp_path / "c.toml"
+    # Written next to a missing host: the password is what is named, whatever pydantic lists first.
+    config.write_text(f'[[accounts]]\nname = "a"\nusername = "u"\n{key} = "hunter2-secret"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert message.startswith(f"accounts #1: {key} is never read from the config file"), message
+    for way in ("`privacy-tracker init`", "password_keyring = true", "password_env", "password_command"):
+        assert way in message
+    assert "hunter2" not in message and "\n" not in message

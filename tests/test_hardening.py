@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from conftest import db_rows
 from mails import ACKNOWLEDGEMENT, REFUSAL, meta_mail
 from tracker import store
 from tracker.complaint import record_filing
@@ -43,9 +44,7 @@ def _error_lines(output: str) -> list[str]:
 
 
 def _rows(config_file: Path, sql: str) -> list[tuple]:
-    database = config_file.parent / "tracker.sqlite3"
-    with sqlite3.connect(database) as connection:
-        return connection.execute(sql).fetchall()
+    return db_rows(config_file, sql)
 
 
 # ---- dates in mail ------------------------------------------------------------
@@ -95,8 +94,9 @@ def test_a_mail_dated_9999_does_not_stall_an_imap_folder(imap_config, dovecot, c
     dovecot.deliver("alice", meta_mail(REFUSAL, to="ben@example.org", message_id="<after@facebookmail.com>"))
 
     cli("poll", "--once")
-    assert sorted(_rows(imap_config, "SELECT dedupe_id, substr(mail_date, 1, 10) FROM message")) == [
-        ("after@facebookmail.com", "2025-06-02"), ("y9999@facebookmail.com", "2025-06-03")]
+    dates = [(dedupe_id, str(mail_date)[:10]) for dedupe_id, mail_date in
+             _rows(imap_config, "SELECT dedupe_id, mail_date FROM message")]
+    assert sorted(dates) == [("after@facebookmail.com", "2025-06-02"), ("y9999@facebookmail.com", "2025-06-03")]
     # The checkpoint moved past both: the next poll has nothing left to do, and succeeds.
     cli("poll", "--once")
     assert _rows(imap_config, "SELECT count(*) FROM message") == [(2,)]
@@ -155,12 +155,12 @@ def test_complaint_filed_in_9999_no_longer_breaks_status(cli):
 
 # ---- dates stored before they were checked -------------------------------------------
 
-def test_status_survives_dates_stored_by_an_older_version(cli, config_file):
+def test_status_survives_dates_stored_by_an_older_version(cli, config_file, database_url):
     """A database written before the checks may hold the year 9999: `status` shows it, flagged."""
     cli("request", "add", "--address", "anna@example.org", "--platform", "facebook", "--date", "2025-01-31")
     cli("request", "add", "--address", "ben@example.org", "--platform", "instagram")
     cli("request", "add", "--address", "chiara@example.org", "--platform", "facebook", "--date", "2025-05-02")
-    db = store.Store(f"sqlite:///{config_file.parent / 'tracker.sqlite3'}")
+    db = store.Store(database_url)
     with db.session() as session:
         record_filing(session, 1, "IE", date(9999, 11, 1), "")       # as `complaint filed` stored it
         ben = store.get_request(session, 2)                           # as `ingest` stored a 9999 mail
@@ -244,13 +244,13 @@ def _categories(cli) -> list[tuple]:
 
 
 @pytest.fixture
-def clean_result(tmp_path_factory):
+def clean_result(tmp_path_factory, new_database_url):
     """What ingesting the sample mail gives on a disk with room."""
     from conftest import Cli
 
     folder = tmp_path_factory.mktemp("clean")
     config = folder / "config.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{folder / "tracker.sqlite3"}"\n'
+    config.write_text(f'[database]\nurl = "{new_database_url("clean")}"\n'
                       f'[evidence]\ndir = "{folder / "evidence"}"\n')
     clean = Cli(config)
     clean("ingest", SAMPLES)
@@ -272,6 +272,7 @@ def test_a_full_disk_for_evidence_during_ingest_is_one_line_and_loses_nothing(cl
     assert (_categories(cli), sorted(p.name for p in (tmp_path / "evidence").iterdir())) == clean_result
 
 
+@pytest.mark.sqlite_only("SQLite's own full-database error (max_page_count)")
 def test_a_full_database_disk_during_ingest_is_one_line_and_loses_nothing(cli, database_full, clean_result):
     cli("status")                               # the database exists, then the disk fills up
     database_full.on()
@@ -299,7 +300,7 @@ def test_a_full_disk_for_evidence_during_poll_is_one_line_and_loses_nothing(imap
     _deliver_some(dovecot)
     evidence_disk_full.on()
     result = cli("poll", "--once", expect=1)
-    [line] = _error_lines(result.output)
+    [line] = _error_lines(result.stderr)
     assert line.startswith("error: account alice: folder INBOX: the disk is full: cannot write evidence to"), line
     assert _rows(imap_config, "SELECT count(*) FROM message") == [(0,)]
 
@@ -309,12 +310,13 @@ def test_a_full_disk_for_evidence_during_poll_is_one_line_and_loses_nothing(imap
 
 
 @pytest.mark.dovecot
+@pytest.mark.sqlite_only("SQLite's own full-database error (max_page_count)")
 def test_a_full_database_disk_during_poll_is_one_line_and_loses_nothing(imap_config, dovecot, cli, database_full):
     cli("status")
     _deliver_some(dovecot, 40)   # more than the empty tables' first pages hold
     database_full.on()
     result = cli("poll", "--once", expect=1)
-    [line] = _error_lines(result.output)
+    [line] = _error_lines(result.stderr)
     assert "the disk is full: cannot write to the database" in line, line
     assert line.startswith("error: "), line
 
@@ -342,7 +344,7 @@ def test_status_on_a_full_disk_still_shows_what_is_recorded(cli, monkeypatch):
     assert (request["address"], request["overdue"]) == ("anna@example.org", True)
 
 
-def test_daemon_reports_a_full_disk_after_a_poll_in_one_line(tmp_path, caplog):
+def test_daemon_reports_a_full_disk_after_a_poll_in_one_line(tmp_path, caplog, database_url):
     import errno
     import logging
     import socket as socket_module
@@ -354,7 +356,7 @@ def test_daemon_reports_a_full_disk_after_a_poll_in_one_line(tmp_path, caplog):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = settings_from_dict({
-        "database": {"url": f"sqlite:///{tmp_path / 'tracker.sqlite3'}"},
+        "database": {"url": database_url},
         "evidence": {"dir": str(tmp_path / "evidence")},
         "accounts": [{"name": "alice", "host": "127.0.0.1", "port": port, "tls": "none",
                       "username": "alice", "password_env": "NO_SUCH_VARIABLE_SET"}],

@@ -287,16 +287,19 @@ def test_parent_folders_are_owner_only_under_umask_000(tmp_path, umask_000):
 
     from tracker.cli import app
 
-    database = tmp_path / "data" / "deeper" / "tracker.sqlite3"
+    # The default location (XDG_DATA_HOME is tmp_path / "xdg-data"): the only one whose folders
+    # the tracker creates; a configured [database] url must name a folder that exists.
+    database = tmp_path / "xdg-data" / "privacy-tracker" / "tracker.sqlite3"
     config = tmp_path / "config.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{database}"\n[evidence]\ndir = "{tmp_path / "evidence"}"\n')
+    config.write_text(f'[evidence]\ndir = "{tmp_path / "evidence"}"\n')
     result = CliRunner().invoke(app, ["--config", str(config), "status"])
     assert result.exit_code == 0, result.output
-    for folder in (tmp_path / "data", tmp_path / "data" / "deeper"):
+    for folder in (tmp_path / "xdg-data", tmp_path / "xdg-data" / "privacy-tracker"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, f"{folder} is {folder.stat().st_mode:o}"
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
+@pytest.mark.sqlite_only("the mode of the SQLite file")
 def test_a_database_made_read_only_stays_read_only(cli, tmp_path):
     cli("request", "add", "--address", "anna@example.org", "--platform", "facebook")
     database = tmp_path / "tracker.sqlite3"

@@ -13,7 +13,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMAP_USERS, imap_account_toml, running_dovecot
+from conftest import IMAP_USERS, db_rows, imap_account_toml, running_dovecot
 from mails import ACKNOWLEDGEMENT, REFUSAL, meta_mail
 from tracker.config import load_settings
 from tracker.sources.imap import ImapConnection
@@ -66,9 +65,7 @@ def open_store(config: Path) -> Store:
 
 def rows(config: Path, query: str) -> list[tuple]:
     """Read the tracker's database directly, as a second process would."""
-    path = load_settings(config).database.resolved_url().removeprefix("sqlite:///")
-    with sqlite3.connect(path, timeout=30) as connection:
-        return connection.execute(query).fetchall()
+    return db_rows(config, query)
 
 
 def poller(config: Path, **kwargs) -> Poller:
@@ -362,8 +359,8 @@ def test_two_pollers_started_together_never_read_the_same_folder_at_once(dovecot
     assert rows(imap_config, "SELECT count(*), count(DISTINCT uid) FROM message") == [(150, 150)]
 
 
-def test_a_folder_lease_keeps_out_a_second_poller_until_released(tmp_path):
-    db = Store(f"sqlite:///{tmp_path / 'lease.sqlite3'}")
+def test_a_folder_lease_keeps_out_a_second_poller_until_released(new_database_url):
+    db = Store(new_database_url("lease"))
     first, second = FolderLease(db, "alice/INBOX"), FolderLease(db, "alice/INBOX")
 
     assert first.acquire()
@@ -372,8 +369,8 @@ def test_a_folder_lease_keeps_out_a_second_poller_until_released(tmp_path):
     assert second.acquire()
 
 
-def test_the_lease_of_a_killed_poller_is_taken_over_at_once(tmp_path):
-    db = Store(f"sqlite:///{tmp_path / 'lease.sqlite3'}")
+def test_the_lease_of_a_killed_poller_is_taken_over_at_once(new_database_url):
+    db = Store(new_database_url("lease"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     orphan = FolderLease(db, "alice/INBOX")

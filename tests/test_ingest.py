@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 from datetime import datetime, timezone
 
+import pytest
+
 from conftest import SAMPLE_MAIL
 from mails import ACKNOWLEDGEMENT, APPROVAL, REFUSAL, meta_mail
 
@@ -24,7 +26,7 @@ def test_ingesting_twice_changes_nothing(cli):
     assert len(second["alerts"]) == len(first["alerts"])
 
 
-def test_reverse_order_gives_the_same_states(cli, tmp_path, config_file):
+def test_reverse_order_gives_the_same_states(cli, tmp_path, config_file, new_database_url):
     from conftest import Cli
 
     files = sorted(SAMPLE_MAIL.glob("*.eml"))
@@ -33,7 +35,7 @@ def test_reverse_order_gives_the_same_states(cli, tmp_path, config_file):
     forward = _states(cli)
 
     reverse_config = tmp_path / "reverse.toml"
-    reverse_config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "reverse.sqlite3"}"\n')
+    reverse_config.write_text(f'[database]\nurl = "{new_database_url("reverse")}"\n')
     reverse = Cli(reverse_config)
     for path in reversed(files):
         reverse("ingest", path)
@@ -65,21 +67,29 @@ def test_same_mail_in_two_places_is_counted_once(cli, tmp_path):
 
 
 def test_damaged_mail_is_recorded_and_the_run_goes_on(cli, tmp_path):
+    # Files with no header lines are not mail at all: refused, not recorded (test_corrections.py).
     (tmp_path / "0-empty.eml").write_bytes(b"")
     (tmp_path / "1-junk.eml").write_bytes(b"\x00\x01\x02 garbage \xff\xfe")
     (tmp_path / "2-good.eml").write_bytes(meta_mail(APPROVAL))
-    result = cli("ingest", tmp_path)
-    assert result.stdout.startswith("3 new,")
-    assert "2 with errors" in result.stdout
+    (tmp_path / "3-cut.eml").write_bytes(b"From: noreply@facebookmail.com\nSubject: x\nContent-Type: multipart/mixed; "
+                                         b"boundary=\"b\"\n\n--b\nContent-Transfer-Encoding: base64\n\n%%%")
+    result = cli("ingest", tmp_path, expect=1)
+    assert result.stdout.startswith("2 new,")
+    assert "1 with errors" in result.stdout and "2 file(s) not a mail, skipped" in result.stdout
     status = cli.json("status", "--json")
-    assert len(status["errors"]) == 2
+    assert [e["source"] for e in status["errors"]] == [str(tmp_path / "3-cut.eml")]
     assert [r["state"] for r in status["requests"]] == ["approved"]
 
 
-def test_database_and_evidence_are_owner_only(cli, tmp_path):
+@pytest.mark.sqlite_only("the mode of the SQLite file")
+def test_the_database_file_is_owner_only(cli, tmp_path):
     cli("ingest", SAMPLE_MAIL)
     db = tmp_path / "tracker.sqlite3"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_evidence_is_owner_only(cli, tmp_path):
+    cli("ingest", SAMPLE_MAIL)
     evidence = list((tmp_path / "evidence").glob("*.eml"))
     assert evidence
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in evidence)
@@ -153,13 +163,13 @@ def test_a_mail_without_date_is_dated_by_its_file_not_by_the_ingest(cli, tmp_pat
     assert request["decided"] == "2025-06-03"
 
 
-def test_a_bad_evidence_folder_stops_with_one_clear_line_and_stores_nothing_half(tmp_path):
+def test_a_bad_evidence_folder_stops_with_one_clear_line_and_stores_nothing_half(tmp_path, new_database_url):
     from conftest import Cli
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     config = tmp_path / "c.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "db.sqlite3"}"\n'
+    config.write_text(f'[database]\nurl = "{new_database_url("db")}"\n'
                       f'[evidence]\ndir = "{blocker / "evidence"}"\n')
     (tmp_path / "mail").mkdir()
     (tmp_path / "mail" / "refusal.eml").write_bytes(meta_mail(REFUSAL))

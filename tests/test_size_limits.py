@@ -8,12 +8,11 @@ import email
 import email.policy
 import hashlib
 import random
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from conftest import Cli
+from conftest import Cli, db_rows
 from mails import REFUSAL, meta_mail
 
 MB = 1024 * 1024
@@ -32,8 +31,7 @@ def set_limit(config: Path, value: str) -> None:
 
 
 def rows(config: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(config.parent / "tracker.sqlite3") as db:
-        return db.execute(query).fetchall()
+    return db_rows(config, query)
 
 
 def evidence_of(tmp_path: Path, raw: bytes) -> Path:
@@ -87,14 +85,14 @@ def test_an_over_size_mail_from_someone_else_is_recorded_as_unrelated_and_not_ke
         ("unrelated", hashlib.sha256(raw).hexdigest(), "friend@example.net", len(raw))]
 
 
-def test_the_configured_limit_is_honoured(tmp_path):
+def test_the_configured_limit_is_honoured(tmp_path, new_database_url):
     raw = with_attachment(meta_mail(REFUSAL), 1.5)
     (tmp_path / "refusal.eml").write_bytes(raw)
     for limit, state, review in (("2", ["rejected"], []), ("1", [], ["meta_other"])):
         folder = tmp_path / f"limit-{limit}"
         folder.mkdir()
         config = folder / "config.toml"
-        config.write_text(f'[database]\nurl = "sqlite:///{folder / "tracker.sqlite3"}"\n'
+        config.write_text(f'[database]\nurl = "{new_database_url(f"limit-{limit}")}"\n'
                           f'[evidence]\ndir = "{folder / "evidence"}"\nmax_mail_mb = {limit}\n')
         cli = Cli(config)
         cli("ingest", tmp_path / "refusal.eml")

@@ -6,7 +6,14 @@ queue it twice. Periodic checks (``check_due``) queue what time alone causes:
 an overdue request, a silent authority, a failing mailbox.
 
 Sending happens afterwards (``send_pending``), through apprise; this is the
-only module that imports it. Delivery is at least once, and at most twice:
+only module that imports it. A refusal goes out as a warning and an
+impersonation as a failure (apprise's notification types, which channels show
+in amber and red or with a higher priority); every other alert as information.
+
+Alert texts are written in the person's language (``[person] language``: en, de,
+fr, it, es, nl, pl; English otherwise) when the alert is queued, from the
+``[alert]`` table of ``tracker/letters/<language>.toml``; mail text is inserted on
+one line, with codes masked, in every language. Delivery is at least once, and at most twice:
 
 * a channel is recorded as having an alert, in its own transaction, only after
   apprise reported success; a channel that has it is never sent it again;
@@ -33,6 +40,7 @@ deadline. Pollers run in parallel (the daemon's account threads, a cron
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -47,6 +55,7 @@ from sqlmodel import Session, select
 
 from tracker import lifecycle, store
 from tracker.config import Settings
+from tracker.letters import normalise_language, texts
 from tracker.logs import redact
 from tracker.models import Account, Alert, Complaint, Message, Request, utcnow
 from tracker.safe_text import one_line
@@ -63,17 +72,36 @@ IMPERSONATION = "impersonation"
 AUTHORITY_SILENT = "authority_silent"
 MAILBOX_FAILING = "mailbox_failing"
 ONE_TIME_CODE = "one_time_code"
+MEMBER_ACKNOWLEDGEMENT = "member_acknowledgement"  # to a member of an organisation: their forward arrived
 
 KIND_LABELS = {"ai_objection": "objection to AI training", "third_party_data": "third-party data request"}
 
+# How loud an alert is, by reason: a refusal needs the person's action (a complaint), an
+# impersonation is a danger (a fake asking for a code or a click). Every other reason is news.
+NOTIFY_TYPES = {REFUSED: apprise.NotifyType.WARNING, IMPERSONATION: apprise.NotifyType.FAILURE}
 
-def _day(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d") if value else "an unknown date"
+
+def _texts(language: str | None) -> dict:
+    """The [alert] texts in ``language`` ("de", "de-AT"...); English for none or one without texts."""
+    return texts(normalise_language(language) or "en")["alert"]
 
 
-def describe_request(request: Request) -> str:
-    return (f"request #{request.id} ({request.platform.capitalize()}, "
-            f"{KIND_LABELS.get(request.kind, request.kind)}, {request.address})")
+def _day(value: datetime | None, t: dict | None = None) -> str:
+    return value.strftime("%Y-%m-%d") if value else (t or _texts(None))["unknown_date"]
+
+
+def _on(value: datetime | None, t: dict) -> str:
+    return t["on_day"].format(day=value.strftime("%Y-%m-%d")) if value else t["on_unknown"]
+
+
+def _count(forms: list[str], n: int) -> str:
+    return (forms[0] if n == 1 else forms[1]).format(n=n)
+
+
+def describe_request(request: Request, language: str | None = None) -> str:
+    t = _texts(language)
+    return t["request"].format(id=request.id, platform=request.platform.capitalize(),
+                               kind=t["kinds"].get(request.kind, request.kind), address=request.address)
 
 
 def queue(session: Session, key: str, reason: str, title: str, body: str, *,
@@ -96,60 +124,81 @@ def _quoted(text: str | None) -> str:
     return mask_codes_in(one_line(text))
 
 
-def queue_for_request_mail(session: Session, request: Request, message: Message) -> None:
+def queue_for_request_mail(session: Session, request: Request, message: Message,
+                           language: str | None = None) -> None:
     """Alerts a request mail causes: a refusal, or a request for more information.
 
     Called after the mail's event is added, in the same transaction: a decision (or
     an extension that moved the deadline) also withdraws an overdue alert that waits.
+    ``language`` is the person's ([person] language); the texts are English without it.
     """
     withdraw_stale_overdue(session, request)
-    what = describe_request(request)
-    when = _day(message.mail_date)
-    subject = one_line(message.subject)  # a newline in it would add a line of its own to the alert
+    t = _texts(language)
+    fill = dict(request=describe_request(request, language), on=_on(message.mail_date, t), id=request.id,
+                platform=request.platform.capitalize(), address=request.address,
+                subject=one_line(message.subject))  # a newline in it would add a line of its own to the alert
     if message.category == "rejected":
         # Keyed by the refusal mail: a second refusal (after objecting again) is news too.
         queue(session, f"request:{request.id}:{REFUSED}:{message.id}", REFUSED,
-              f"Meta refused your {request.platform.capitalize()} request ({request.address})",
-              f"On {when} Meta refused {what} (mail: \"{subject}\").\n"
-              f"Next step: draft a complaint to the data protection authority:\n"
-              f"  privacy-tracker complaint draft {request.id}",
+              t["refused_title"].format(**fill), t["refused_body"].format(**fill),
               request_id=request.id, message_id=message.id)
     elif message.category == "info_requested":
         queue(session, f"request:{request.id}:{INFO_REQUESTED}:{message.id}", INFO_REQUESTED,
-              f"Meta asks for more information ({request.address})",
-              f"On {when} Meta asked for more information about {what} "
-              f"(mail: \"{subject}\").\n"
-              f"Next step: answer Meta's mail, then check the request:\n"
-              f"  privacy-tracker request show {request.id}",
+              t["info_title"].format(**fill), t["info_body"].format(**fill),
               request_id=request.id, message_id=message.id)
 
 
-def queue_for_review_mail(session: Session, message: Message) -> None:
+def queue_for_review_mail(session: Session, message: Message, language: str | None = None) -> None:
     """Alerts for mail that never changes a request: unrecognised Meta mail and impersonation."""
-    when = _day(message.mail_date)
-    subject, reason = _quoted(message.subject), _quoted(message.reason)
+    t = _texts(language)
+    fill = dict(on=_on(message.mail_date, t), subject=_quoted(message.subject), reason=_quoted(message.reason),
+                recipient=message.recipient or t["unknown_recipient"], sender=one_line(message.sender),
+                sender_name=_quoted(message.sender_name))
     if message.category == "suspicious":
         queue(session, f"message:{message.id}:{IMPERSONATION}", IMPERSONATION,
-              f"Warning: a mail pretends to come from Meta ({message.recipient or 'unknown recipient'})",
-              f"On {when} a mail from \"{_quoted(message.sender_name)}\" <{one_line(message.sender)}> with the "
-              f"subject \"{subject}\" claimed to be from Meta but is not ({reason}).\n"
-              f"Do not click its links, reply, or enter any code it contains.\n"
-              f"  privacy-tracker status",
+              t["impersonation_title"].format(**fill), t["impersonation_body"].format(**fill),
               message_id=message.id)
     elif message.category == "meta_other":
         queue(session, f"message:{message.id}:{REVIEW}", REVIEW,
-              f"A mail from Meta needs your review ({message.recipient or 'unknown recipient'})",
-              f"On {when} Meta sent \"{subject}\" from <{one_line(message.sender)}>, which no rule "
-              f"recognises ({reason}). Read it and, if it concerns a request, note it:\n"
-              f"  privacy-tracker status",
+              t["review_title"].format(**fill), t["review_body"].format(**fill),
               message_id=message.id)
 
 
-def queue_code(session: Session, request: Request, message: Message) -> None:
+def queue_for_forward(session: Session, forward: Message, mailbox: str, *, held: bool,
+                      member: tuple[str, str] | None = None, acknowledgement: str | None = None) -> None:
+    """Alerts for a mail forwarded to an intake mailbox (tracker/intake.py), keyed by the forward.
+
+    ``held``: the forward itself waits for review (forwarded inline, or by an address that is no
+    member's), said as a forward: a member sent it, not Meta. ``acknowledgement``: what became of
+    it, addressed in its text to ``member`` (name, address), for an intake mailbox with
+    ``acknowledge = true``; like every alert it goes to the configured channels.
+    """
+    when = _day(forward.mail_date)
+    subject, sender = _quoted(forward.subject), one_line(forward.sender)
+    if held:
+        reason = IMPERSONATION if forward.category == "suspicious" else REVIEW
+        queue(session, f"message:{forward.id}:{reason}", reason,
+              f"A forwarded mail needs your review ({sender or 'unknown sender'})",
+              f"On {when} {sender or 'an unknown sender'} forwarded \"{subject}\" to the intake mailbox "
+              f"{one_line(mailbox)}: {_quoted(forward.reason)}\n"
+              f"  privacy-tracker review",
+              message_id=forward.id)
+    if acknowledgement is not None and member is not None:
+        name, address = member
+        queue(session, f"message:{forward.id}:{MEMBER_ACKNOWLEDGEMENT}", MEMBER_ACKNOWLEDGEMENT,
+              f"To {_quoted(name)} <{one_line(address)}>: your forwarded mail was received",
+              f"Dear {_quoted(name)},\n"
+              f"we received the mail you forwarded on {when} (\"{subject}\"). {_quoted(acknowledgement)}",
+              message_id=forward.id)
+
+
+def queue_code(session: Session, request: Request, message: Message, language: str | None = None) -> None:
     """The one-time code, for people who asked for it on a private channel."""
+    t = _texts(language)
     queue(session, f"message:{message.id}:{ONE_TIME_CODE}", ONE_TIME_CODE,
-          f"Your {request.platform.capitalize()} one-time code",
-          f"Code for {describe_request(request)}: {message.otp} (mail of {_day(message.mail_date)}).",
+          t["code_title"].format(platform=request.platform.capitalize()),
+          t["code_body"].format(request=describe_request(request, language), otp=message.otp,
+                                when=_day(message.mail_date, t)),
           request_id=request.id, message_id=message.id, contains_code=True)
 
 
@@ -157,10 +206,6 @@ def queue_code(session: Session, request: Request, message: Message) -> None:
 
 # A mailbox is reported when it has not synced for this many polling intervals.
 MAILBOX_SILENT_INTERVALS = 3
-
-
-def _days(n: int) -> str:
-    return f"{n} day{'' if n == 1 else 's'}"
 
 
 def _overdue_key(request_id: int, deadline: date) -> str:
@@ -215,38 +260,57 @@ def withdraw_stale_overdue(session: Session, request: Request, timeline: lifecyc
     return withdrawn
 
 
-def _queue_overdue(session: Session, request: Request, timeline: lifecycle.Timeline, today: date) -> Alert | None:
-    late = -timeline.days_left(today)
-    extension = ", extended by two months" if timeline.extended else ""
-    return queue(
-        session, _overdue_key(request.id, timeline.deadline), OVERDUE,
-        f"Meta has not decided on your {request.platform.capitalize()} request ({request.address})",
-        f"Meta received {describe_request(request)} on {timeline.received.isoformat()} and had to decide "
-        f"by {timeline.deadline.isoformat()} (GDPR Art. 12(3){extension}). On {today.isoformat()} it is "
-        f"{_days(late)} overdue.\n"
-        f"Next step: complain to the data protection authority about the missing answer:\n"
-        f"  privacy-tracker complaint draft {request.id}\n"
-        f"If Meta announced an extension the tracker did not recognise, record it:\n"
-        f"  privacy-tracker request extend {request.id} --date YYYY-MM-DD",
-        request_id=request.id)
+# The category a mail must still have for the alert it caused to hold.
+_MAIL_ALERT_HOLDS_FOR = {REFUSED: "rejected", INFO_REQUESTED: "info_requested", REVIEW: "meta_other",
+                         IMPERSONATION: "suspicious", ONE_TIME_CODE: "otp"}
 
 
-def _queue_authority_silent(session: Session, request: Request, complaint: Complaint, today: date) -> Alert | None:
+def withdraw_stale_for_message(session: Session, message_id: int, category: str | None) -> int:
+    """Withdraw the unsent alerts a mail caused that it no longer supports: the person relabelled it
+    (a "refused" alert for a mail that is an approval now) or forgot it (``category`` None)."""
+    withdrawn = 0
+    for alert in session.exec(select(Alert).where(Alert.message_id == message_id, Alert.sent_at == None)):  # noqa: E711
+        holds_for = _MAIL_ALERT_HOLDS_FOR.get(alert.reason)
+        if category is None or (holds_for is not None and holds_for != category):
+            _withdraw(session, alert, f"the mail is {category or 'forgotten'} now")
+            withdrawn += 1
+    return withdrawn
+
+
+def withdraw_unsent_of_request(session: Session, request_id: int) -> int:
+    """Withdraw every unsent alert of a request the person deleted; sent ones stay on record."""
+    pending = list(session.exec(select(Alert).where(Alert.request_id == request_id,
+                                                    Alert.sent_at == None)))  # noqa: E711
+    for alert in pending:
+        _withdraw(session, alert, "the request was deleted")
+    return len(pending)
+
+
+def _queue_overdue(session: Session, request: Request, timeline: lifecycle.Timeline, today: date,
+                   language: str | None = None) -> Alert | None:
+    t = _texts(language)
+    fill = dict(request=describe_request(request, language), id=request.id, address=request.address,
+                platform=request.platform.capitalize(), received=timeline.received.isoformat(),
+                deadline=timeline.deadline.isoformat(), today=today.isoformat(),
+                extension=t["extension"] if timeline.extended else "",
+                late=_count(t["days"], -timeline.days_left(today)))
+    return queue(session, _overdue_key(request.id, timeline.deadline), OVERDUE,
+                 t["overdue_title"].format(**fill), t["overdue_body"].format(**fill), request_id=request.id)
+
+
+def _queue_authority_silent(session: Session, request: Request, complaint: Complaint, today: date,
+                            language: str | None = None) -> Alert | None:
     from tracker.complaint import authority_name
 
+    t = _texts(language)
     due = lifecycle.authority_deadline(complaint.filed)
-    reference = f", reference {complaint.reference}" if complaint.reference else ""
-    return queue(
-        session, f"complaint:{complaint.id}:{AUTHORITY_SILENT}", AUTHORITY_SILENT,
-        f"The authority has not answered your complaint in three months ({request.address})",
-        f"On {complaint.filed.isoformat()} you complained to {authority_name(complaint.authority)} "
-        f"({complaint.authority}{reference}) about {describe_request(request)}. It had to handle the "
-        f"complaint or tell you how it stands by {due.isoformat()} (GDPR Art. 78(2)); on {today.isoformat()} "
-        f"that is {_days((today - due).days)} ago.\n"
-        f"Next step: ask the authority how the complaint stands, quoting your reference; if it stays silent, "
-        f"Art. 78(2) lets you take it to court. The request and its history:\n"
-        f"  privacy-tracker request show {request.id}",
-        request_id=request.id)
+    fill = dict(request=describe_request(request, language), id=request.id, address=request.address,
+                filed=complaint.filed.isoformat(), authority=authority_name(complaint.authority),
+                code=complaint.authority, due=due.isoformat(), today=today.isoformat(),
+                reference=t["reference"].format(reference=complaint.reference) if complaint.reference else "",
+                ago=_count(t["days"], (today - due).days))
+    return queue(session, f"complaint:{complaint.id}:{AUTHORITY_SILENT}", AUTHORITY_SILENT,
+                 t["silent_title"].format(**fill), t["silent_body"].format(**fill), request_id=request.id)
 
 
 def _queue_mailbox_failing(session: Session, account: Account, settings: Settings,
@@ -263,19 +327,15 @@ def _queue_mailbox_failing(session: Session, account: Account, settings: Setting
     # One alert per outage: the key names the last success, so a mailbox that
     # recovers and fails again is reported again.
     since = last_success.strftime("%Y-%m-%d %H:%M") if last_success else "never"
-    problem = "cannot log in to" if login else "cannot sync"
-    where = f"{account.username}@{account.host}" if account.username else (account.host or account.name)
+    t = _texts(settings.person.language)
+    fill = dict(name=account.name, since=since, failures=_count(t["failures"], account.consecutive_failures),
+                where=f"{account.username}@{account.host}" if account.username else (account.host or account.name),
+                when=_day(account.last_error_at, t), error=redact(account.last_error or t["unknown_error"]))
+    body = t["mailbox_body_since" if last_success else "mailbox_body_never"].format(**fill)
     return queue(
         session, f"account:{account.id}:{MAILBOX_FAILING}:{since}", MAILBOX_FAILING,
-        f"The tracker {problem} mailbox {account.name}",
-        f"Mailbox {account.name} ({where}) has not synced "
-        f"{'since ' + since + ' UTC' if last_success else 'successfully yet'}: "
-        f"{account.consecutive_failures} failed attempt(s) in a row, the last on "
-        f"{_day(account.last_error_at)}: {redact(account.last_error or 'unknown error')}.\n"
-        f"Mail from Meta that arrives there is not seen until this is fixed.\n"
-        f"Next step: check the server, user name and password settings of this account, then try:\n"
-        f"  privacy-tracker poll --once",
-        account_id=account.id)
+        t["mailbox_title_login" if login else "mailbox_title_sync"].format(**fill),
+        f"{body}\n{t['mailbox_next']}", account_id=account.id)
 
 
 def check_due(session: Session, settings: Settings, today: date, now: datetime) -> list[Alert]:
@@ -293,12 +353,12 @@ def check_due(session: Session, settings: Settings, today: date, now: datetime) 
         if request.id in pending_overdue:
             withdraw_stale_overdue(session, request, timeline)
         if timeline.overdue(today):
-            new.append(_queue_overdue(session, request, timeline, today))
+            new.append(_queue_overdue(session, request, timeline, today, settings.person.language))
         complaints = store.complaints_of(session, request.id)
         if complaints:
             latest = complaints[-1]
             if latest.state == "filed" and today > lifecycle.authority_deadline(latest.filed):
-                new.append(_queue_authority_silent(session, request, latest, today))
+                new.append(_queue_authority_silent(session, request, latest, today, settings.person.language))
     for account in session.exec(select(Account).where(Account.host != None)):  # noqa: E711 (IMAP only)
         new.append(_queue_mailbox_failing(session, account, settings, now))
     return [alert for alert in new if alert is not None]
@@ -313,7 +373,9 @@ def run_checks(db: store.Store, settings: Settings, now: datetime | None = None)
 
     The transaction holds the write lock from its first read, so the check sees every
     decision committed before it (a parallel poll's refusal) and none can slip in
-    before it commits. A database kept busy past the retries skips this round (the
+    before it commits. On PostgreSQL it is SERIALIZABLE instead (Store.write): if a
+    refusal is committed in between, one of the two fails as busy and is done again
+    on the new state. A database kept busy past the retries skips this round (the
     check runs again after the next poll) rather than failing the command.
     """
     now = now or _utcnow()
@@ -342,6 +404,18 @@ RETRY_JITTER = 0.25       # up to 25% more, so alerts that failed together do no
 CLAIM_LEASE = timedelta(minutes=10)  # longer than any apprise timeout
 
 
+@contextlib.contextmanager
+def _apprise_silenced():
+    """apprise logs a URL it cannot parse as it is, password and all: never let that through."""
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    apprise_log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        apprise_log.setLevel(level)
+
+
 @dataclass(frozen=True)
 class Channel:
     """One apprise URL. Its id (a hash) is what the database stores: URLs may hold passwords."""
@@ -356,7 +430,8 @@ class Channel:
     @property
     def name(self) -> str:
         """The URL with passwords and tokens masked, for logs and reports."""
-        plugin = apprise.Apprise.instantiate(self.url)
+        with _apprise_silenced():
+            plugin = apprise.Apprise.instantiate(self.url)
         if plugin is None:
             return f"(invalid apprise URL #{self.id[:6]})"
         return plugin.url(privacy=True).split("?")[0]  # the query only repeats apprise's defaults
@@ -377,13 +452,17 @@ def channels_for(alert: Alert, settings: Settings) -> list[Channel]:
     return channels
 
 
-def notify(channel: Channel, title: str, body: str) -> str | None:
-    """Send one notification. Returns None on success, else why it failed (without secrets)."""
+def notify(channel: Channel, title: str, body: str, reason: str | None = None) -> str | None:
+    """Send one notification, as loud as its reason (``NOTIFY_TYPES``). Returns None on success,
+    else why it failed (without secrets)."""
     notifier = apprise.Apprise()
-    if not notifier.add(channel.url):
+    with _apprise_silenced():
+        added = notifier.add(channel.url)
+    if not added:
         return "not a valid apprise URL"
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-        delivered = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+        delivered = notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT,
+                                    notify_type=NOTIFY_TYPES.get(reason, apprise.NotifyType.INFO))
     if delivered:
         return None
     reasons = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
@@ -523,7 +602,7 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
         for channel in channels_for(alert, settings):
             if channel.id in _delivered(alert):
                 continue
-            error = notify(channel, alert.title, alert.body)
+            error = notify(channel, alert.title, alert.body, alert.reason)
             if error is None:
                 _record_delivery(db, alert_id, channel)
                 log.info("alert #%d sent to %s: %s", alert_id, channel.name, alert.title)
@@ -536,8 +615,6 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
 
 def send_test(settings: Settings) -> list[tuple[str, str | None]]:
     """A test notification to every configured channel: (channel name, error or None) each."""
-    title = "privacy-tracker: test alert"
-    body = ("This is a test from privacy-tracker. If you can read it, alerts about your requests to Meta "
-            "(refusals, missed deadlines, mails to review) reach you here.\n"
-            "  privacy-tracker status")
+    t = _texts(settings.person.language)
+    title, body = t["test_title"], t["test_body"]
     return [(channel.name, notify(channel, title, body)) for channel in configured_channels(settings)]

@@ -784,6 +784,16 @@ def _single_sender_verdict(mail: ParsedMail, settings: AuthenticitySettings,
             return AuthVerdict(False, False, True, *pretence)
         return AuthVerdict(False, None, False, NOT_META, f"Sender domain {domain or '(none)'} is not a Meta domain.")
 
+    if mail.dkim_verified_domains is not None:
+        # The original of a forward: the tracker checked its signatures itself. Authentication-Results
+        # inside it were written by a server it does not know, or by the forwarder: they prove nothing.
+        for signer in mail.dkim_verified_domains:
+            if _aligned(signer, domain) and is_meta_domain(signer, meta_domains):
+                return _meta(True, DKIM_PASS, f"DKIM signature of {signer} verified by the tracker "
+                                              "(the original attached to a forward).")
+        return _meta(None, UNVERIFIED, f"{domain} is a Meta domain, but no DKIM signature of it verified "
+                                       "(the original attached to a forward).")
+
     header = choose_authentication_results(mail.auth_results, settings.trusted_authserv_id)
     if header is None:
         if settings.trusted_authserv_id and mail.auth_results:

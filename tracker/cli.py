@@ -61,7 +61,8 @@ class TrackerGroup(TyperGroup):
 
 app = typer.Typer(cls=TrackerGroup, help="Track GDPR objections and data requests to Meta from your mailbox.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-request_app = typer.Typer(help="Requests: add one by hand, show its timeline, add notes.", no_args_is_help=True)
+request_app = typer.Typer(help="Requests: add one by hand, show its timeline, add notes, correct or delete "
+                                 "one.", no_args_is_help=True)
 rules_app = typer.Typer(help="Pattern rules: see which rule matches a mail and why.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts: test the channels, send what waits.", no_args_is_help=True)
 complaint_app = typer.Typer(help="Complaints to a data protection authority: draft one, record its filing.",
@@ -89,7 +90,9 @@ class State:
     @property
     def db(self) -> store.Store:
         if self._db is None:
-            self._db = store.Store(self.settings.database.resolved_url())
+            # Only the default location is created; a configured path with a missing folder is a typo.
+            self._db = store.Store(self.settings.database.resolved_url(),
+                                   create_folder=self.settings.database.url is None)
         return self._db
 
 
@@ -175,11 +178,11 @@ def classify(
                           highlight=False)
 
 
-def _ingest_paths(state: State, paths: list[Path]):
+def _ingest_paths(state: State, paths: list[Path], on_not_mail=None):
     from tracker.ingest import Ingestor
     from tracker.sources.local import LocalSource
 
-    stats = Ingestor(state.db, state.settings).ingest(LocalSource(paths))
+    stats = Ingestor(state.db, state.settings).ingest(LocalSource(paths, on_not_mail=on_not_mail))
     _deliver_alerts(state)
     return stats
 
@@ -219,36 +222,87 @@ def ingest(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(exists=True, help=".eml files, folders of them, Maildir folders or mbox files.")],
 ) -> None:
-    """Record mail files in the database (each mail once, however often it is ingested)."""
-    stats = _ingest_paths(_state(ctx), paths)
+    """Record mail files in the database (each mail once, however often it is ingested).
+
+    Files that are not mail at all (no header lines) are skipped, one line each, and the exit status is 1.
+    """
+    skipped = []
+
+    def not_mail(label: str, why: str) -> None:
+        skipped.append(label)
+        err_console.print(f"skipped {plain(label)}: {plain(why)}", markup=False, highlight=False, soft_wrap=True)
+
+    stats = _ingest_paths(_state(ctx), paths, not_mail)
     categories = ", ".join(f"{n} {c}" for c, n in sorted(stats.categories.items()))
     console.print(f"{stats.new} new, {stats.duplicates} already known, {stats.errors} with errors"
-                  + (f" ({categories})" if categories else ""))
+                  + (f" ({categories})" if categories else "")
+                  + (f"; {len(skipped)} file(s) not a mail, skipped" if skipped else ""), soft_wrap=True)
+    if skipped:
+        raise typer.Exit(1)
 
 
 def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-def _print_status(state: State, as_json: bool) -> None:
+def _print_status(state: State, as_json: bool, wide: bool = False, only=None) -> None:
     from tracker.status import build_status
 
     _run_checks(state)  # so that an overdue request shows its alert; sending is the daemon's
     with state.db.session() as session:
-        data = build_status(session, _today())
+        data = build_status(session, _today(), only)
     if as_json:
         sys.stdout.write(json_text(data, indent=2) + "\n")
     else:
-        report.render_status(console, data)
+        data["database"] = str(state.db.path) if state.db.path else store._shown_url(state.db.url)
+        report.render_status(console, data, wide=wide)
+
+
+# The filters of `status`, `export` and `complaint draft --all-refused`.
+MemberOption = Annotated[Optional[str], typer.Option(
+    "--member", help="Only the requests of this member's address (see `member list`).")]
+StateOption = Annotated[Optional[str], typer.Option(
+    "--state", help="Only requests in this state: submitted, code_sent, acknowledged, info_requested, approved, "
+                    "rejected (or refused), complaint_filed.")]
+PlatformOption = Annotated[Optional[str], typer.Option(
+    "--platform", help="Only requests for this platform: " + ", ".join(v.PLATFORMS) + ".")]
+CountryOption = Annotated[Optional[str], typer.Option(
+    "--country", help="Only requests of this country (ISO code, e.g. DE): the request's, else its member's.")]
+
+
+def _request_filter(state: State, *, member: str | None = None, state_name: str | None = None,
+                    platform: str | None = None, country: str | None = None):
+    """The filter options checked against the database; a wrong one is one line and exit status 2."""
+    from tracker.status import InvalidFilter, RequestFilter, request_filter
+
+    if member is None and state_name is None and platform is None and country is None:
+        return RequestFilter()
+    try:
+        with state.db.session() as session:
+            return request_filter(session, member=member, state=state_name, platform=platform, country=country)
+    except InvalidFilter as err:
+        err_console.print(f"error: {plain(err)}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from err
 
 
 @app.command()
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Everything, one request per line, however wide "
+                                       "the terminal (for a wide window or a file).")] = False,
+    member: MemberOption = None,
+    state_name: StateOption = None,
+    platform: PlatformOption = None,
+    country: CountryOption = None,
 ) -> None:
-    """Every request with its state and deadline; mails to review; mailbox health; alerts."""
-    _print_status(_state(ctx), as_json)
+    """Every request with its state and deadline; mails to review; mailbox health; alerts.
+
+    The filters show only some requests (and their one-time codes); they combine.
+    """
+    state = _state(ctx)
+    only = _request_filter(state, member=member, state_name=state_name, platform=platform, country=country)
+    _print_status(state, as_json, wide, only)
 
 
 def bundled_sample_mail() -> Path:
@@ -283,9 +337,14 @@ def reviewed(
     ctx: typer.Context,
     message_ids: Annotated[list[int], typer.Argument(help="Numbers from the 'Mails to review' list of `status`.")],
 ) -> None:
-    """Take mails you have looked at off the review list (the mails stay recorded)."""
-    with _state(ctx).db.session() as session:
-        done = store.mark_reviewed(session, message_ids)
+    """Take mails you have looked at off the review list (the mails stay recorded); `review ID --dismiss` in short."""
+    from tracker import review
+
+    with _state(ctx).db.write() as session:
+        waiting = {m.id: m for m in review.waiting_for_review(session)}
+        done = sorted(i for i in set(message_ids) if i in waiting)
+        for message_id in done:
+            review.dismiss(session, waiting[message_id], by="reviewed")
     missing = sorted(set(message_ids) - set(done))
     if done:
         console.print(f"Reviewed: {', '.join(map(str, done))}.")
@@ -325,16 +384,17 @@ def request_add(
     notes: Annotated[str, typer.Option(help="Free text.")] = "",
 ) -> None:
     """Record a request you submitted by hand."""
-    if platform not in v.PLATFORMS:
-        raise typer.BadParameter(f"must be one of {', '.join(v.PLATFORMS)}", param_hint="--platform")
-    if kind not in v.KINDS:
-        raise typer.BadParameter(f"must be one of {', '.join(v.KINDS)}", param_hint="--kind")
-    day = _parse_day(submitted, "--date")
+    from tracker.cli_corrections import checked_fields
+
+    # Every problem is named at once and nothing is written, so the corrected command goes through.
+    values = checked_fields(address=address, platform=platform, kind=kind, country=country, region=region,
+                            submitted=submitted)
     with _state(ctx).db.session() as session:
-        request = store.add_request(session, address, platform, kind, country=country and country.upper(),
-                                    region=region and region.upper(), submitted=day, notes=notes)
-        console.print(f"Request #{request.id} added: {terminal(request.address)}, {platform}, {kind}, "
-                      f"state: {report.state_label(request.state)}.", soft_wrap=not console.is_terminal)
+        request = store.add_request(session, values["address"], values["platform"], values["kind"],
+                                    country=values.get("country"), region=values.get("region"),
+                                    submitted=values.get("submitted"), notes=notes)
+        console.print(f"Request #{request.id} added: {terminal(request.address)}, {request.platform}, "
+                      f"{request.kind}, state: {report.state_label(request.state)}.", soft_wrap=not console.is_terminal)
 
 
 @request_app.command("show")
@@ -344,20 +404,12 @@ def request_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A request's timeline: every mail and event, in date order."""
-    from tracker.status import request_summary
+    from tracker.status import request_events, request_summary
 
     with _state(ctx).db.session() as session:
         request = store.get_request(session, request_id)
         summary = request_summary(session, request, _today())
-        messages = {m.id: m for m in store.messages_of_request(session, request_id)}
-        events = []
-        for e in sorted(store.events_of(session, request_id), key=lambda e: (e.occurred_at, e.id)):
-            message = messages.get(e.message_id)
-            detail = e.detail
-            if message is not None and message.otp and e.kind == v.OTP:
-                detail += f" (code {message.otp})"
-            events.append({"date": store.utc(e.occurred_at).isoformat(), "kind": e.kind, "detail": detail,
-                           "message": e.message_id})
+        events = request_events(session, request, codes=True)
         summary["notes"] = request.notes
     if as_json:
         sys.stdout.write(json_text({**summary, "events": events}, indent=2) + "\n")
@@ -389,20 +441,36 @@ def request_note(
 @rules_app.command("test")
 def rules_test(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(exists=True, help="Mail files to explain.")],
+    files: Annotated[Optional[list[Path]], typer.Argument(exists=True, help="Mail files to explain.")] = None,
+    message_ids: Annotated[Optional[list[int]], typer.Option(
+        "--message", help="A stored mail's number (see `status`, `mail show`), explained from its evidence file; "
+                          "repeat it for more.")] = None,
 ) -> None:
     """Which rule matched each mail, on which text, and why the others did not."""
+    from tracker.corrections import stored_mail_bytes
     from tracker.parse import parse_mail
     from tracker.rules.engine import explain, load_rules
     from tracker.sources.local import LocalSource
 
-    settings = _state(ctx).settings
+    if not files and not message_ids:
+        raise typer.BadParameter("give mail files, or --message ID for a stored mail", param_hint="FILES")
+    state = _state(ctx)
+    settings = state.settings
     rules = load_rules(settings.rules.file)
-    for item in LocalSource(files).messages():
-        mail = parse_mail(item.raw)
-        console.rule(terminal(item.label))
-        if item.error or mail.error:
-            console.print(f"error: {plain(item.error or mail.error)}", markup=False, highlight=False)
+    with state.db.session() as session:  # what the person taught counts, as it does when mail arrives
+        rules = rules.with_learned(store.learned_templates(session))
+
+    def mails():
+        for item in LocalSource(files or []).messages():
+            yield item.label, item.raw, item.error
+        for message_id in message_ids or []:
+            yield *stored_mail_bytes(state.db, message_id), None
+
+    for label, raw, read_error in mails():
+        mail = parse_mail(raw)
+        console.rule(terminal(label))
+        if read_error or mail.error:
+            console.print(f"error: {plain(read_error or mail.error)}", markup=False, highlight=False)
         # to_text() quotes the mail (subject, sender, matched text): its lines are kept, its control codes not.
         console.print(plain(explain(mail, rules, settings.authenticity).to_text(), multiline=True),
                       markup=False, highlight=False)
@@ -482,35 +550,140 @@ def complaint_authorities(
                                         if country is None or a.country_code == country.upper()])
 
 
+def _ask_residence(state: State, request_id: int, country: str | None,
+                   region: str | None) -> tuple[str | None, str | None]:
+    """Ask a person at the terminal for the country (and German Land) a draft needs but nothing gives."""
+    from rich.prompt import Prompt
+
+    from tracker.complaint import residence
+
+    with state.db.session() as session:
+        request = store.get_request(session, request_id)
+        where = residence(request, state.settings, country, region)
+        if where is None:
+            country = Prompt.ask("Which country do you live in? It decides the authority (ISO code, e.g. AT)",
+                                 console=console).strip() or None
+            where = residence(request, state.settings, country, region)
+    if where is not None and where.country == "DE" and not where.region:
+        region = Prompt.ask("Which German Land? Its authority supervises Meta (e.g. BY for Bayern)",
+                            console=console).strip() or None
+    return country, region
+
+
+def _draft_all_refused(state: State, *, member: str | None, country: str | None, out: Path | None,
+                       authority: str | None, lang: str | None, name: str | None) -> None:
+    """`complaint draft --all-refused`: one folder per refused request; one that cannot be drafted
+    is one line on stderr, the others go on, and the exit status is 1."""
+    from tracker.export import draft_all_refused
+    from tracker.letters import LANGUAGE_NAMES
+
+    only = _request_filter(state, member=member, state_name=None, country=country)
+    drafted = skipped = 0
+    with state.db.session() as session:
+        for result in draft_all_refused(session, state.settings, _today(), only, out_dir=out or Path.cwd(),
+                                        authority_code=authority, language=lang, name=name):
+            who = plain(result.address) + (f", {plain(result.member)}" if result.member else "")
+            if result.draft is None:
+                skipped += 1
+                err_console.print(f"skipped request #{result.request} ({who}): {plain(result.problem)}",
+                                  markup=False, highlight=False, soft_wrap=True)
+                continue
+            drafted += 1
+            draft = result.draft
+            where = (f"; lives in {draft.residence.country}" + (f"-{draft.residence.region}" if draft.residence.region
+                                                                else "") + f", from {result.source}"
+                     if draft.residence is not None else "")
+            console.print(f"Request #{result.request} ({who}): complaint to {plain(draft.authority.name)} "
+                          f"({draft.authority.code}), in {LANGUAGE_NAMES[draft.language]}{plain(where)}: "
+                          f"{plain(draft.folder)}", markup=False, highlight=False, soft_wrap=True)
+            for warning in draft.warnings:
+                console.print(f"  warning: {plain(warning)}", markup=False, highlight=False, soft_wrap=True)
+    shown = f" ({plain(only.shown())})" if only else ""
+    console.print(f"{_count(drafted, 'complaint')} drafted, {skipped} skipped{shown}."
+                  + (" Read NOTE.txt in each folder for how to file it." if drafted else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+    if skipped:
+        raise typer.Exit(1)
+
+
 @complaint_app.command("draft")
 def complaint_draft(
     ctx: typer.Context,
-    request_id: Annotated[int, typer.Argument(help="Request number (see `status`).")],
+    request_id: Annotated[Optional[int], typer.Argument(help="Request number (see `status`); or --all-refused.",
+                                                        metavar="REQUEST_ID", show_default=False)] = None,
+    all_refused: Annotated[bool, typer.Option("--all-refused", help="A folder for every refused request without "
+                                              "a complaint (an organisation's members): complaint-ID-CODE under "
+                                              "--out. Filters: --member, --country.")] = False,
+    member: Annotated[Optional[str], typer.Option(help="With --all-refused: only this member's requests.")] = None,
     authority: Annotated[Optional[str], typer.Option(help="Authority code (see `complaint authorities`). "
                                                       "Default: the one where you live.")] = None,
-    lang: Annotated[Optional[str], typer.Option(help="Letter language: en or de. Default: de for German-speaking "
-                                                     "authorities, else en.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder to write. Default: ./complaint-ID-CODE")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Your name for the letter (nothing is filled in "
-                                                     "without it).")] = None,
-    country: Annotated[Optional[str], typer.Option(help="Your country, if the request has none (ISO code).")] = None,
-    region: Annotated[Optional[str], typer.Option(help="Your German Land (e.g. BY), if the request has none.")] = None,
+    lang: Annotated[Optional[str], typer.Option(help="Letter language: en, de, fr, it, es, nl or pl. Default: the "
+                                                     "authority's language (Belgium: yours, French or Dutch), "
+                                                     "else en.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write. Default: ./complaint-ID-CODE. With "
+                                                     "--all-refused: the folder to write them in (default: the "
+                                                     "current folder).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Your name for the letter. Default: \\[person] name in the "
+                                                     "config; nothing is filled in without it. With --all-refused: "
+                                                     "for requests of no member (a member's letter has their "
+                                                     "name).")] = None,
+    country: Annotated[Optional[str], typer.Option(help="The country you live in (ISO code, e.g. AT). Default: "
+                                                        "the request's, its mailbox's \\[\\[accounts]] country, "
+                                                        "else \\[person] country. With --all-refused: only the "
+                                                        "requests of this country (the request's, else its "
+                                                        "member's).")] = None,
+    region: Annotated[Optional[str], typer.Option(help="Your German Land (e.g. BY). Default: given with the "
+                                                       "country (the request, \\[\\[accounts]] or \\[person]).")] = None,
 ) -> None:
-    """Write a complaint folder: letter, .eml draft, how-to note, and the evidence with its SHA-256."""
-    from tracker.complaint import draft_complaint
+    """Write a complaint folder: letter, .eml draft, how-to note, and the evidence with its SHA-256.
 
-    if lang is not None and lang not in ("en", "de"):
-        raise typer.BadParameter("must be en or de", param_hint="--lang")
+    The letter is about the latest refusal (or, if Meta never decided, the missed deadline).
+    Without a known country it asks at a terminal, and refuses otherwise.
+
+    With --all-refused, one folder for each refused request; one that cannot be drafted (no country known)
+    is named on a line of its own, the others are drafted, and the exit status is 1.
+    """
+    from tracker.complaint import draft_complaint
+    from tracker.letters import LANGUAGE_NAMES, LANGUAGES
+
+    if lang is not None and lang.strip().lower() not in LANGUAGES:
+        raise typer.BadParameter(f"must be one of {', '.join(LANGUAGES)}", param_hint="--lang")
+    if (request_id is None) == (not all_refused):
+        raise typer.BadParameter("give a request number or --all-refused, not both" if all_refused
+                                 else "give a request number, or --all-refused", param_hint="REQUEST_ID")
     state = _state(ctx)
+    if all_refused:
+        if region is not None:
+            raise typer.BadParameter("not with --all-refused: each request's Land is its own or its member's",
+                                     param_hint="--region")
+        _draft_all_refused(state, member=member, country=country, out=out, authority=authority,
+                           lang=lang and lang.strip().lower(), name=name)
+        return
+    if member is not None:
+        raise typer.BadParameter("only with --all-refused", param_hint="--member")
+    given = country
+    if authority is None and sys.stdin.isatty():
+        country, region = _ask_residence(state, request_id, country, region)
     with state.db.session() as session:
-        draft = draft_complaint(session, state.settings, request_id, authority_code=authority, language=lang,
-                                out=out, name=name, country=country, region=region, today=_today())
+        draft = draft_complaint(session, state.settings, request_id, authority_code=authority,
+                                language=lang and lang.strip().lower(), out=out, name=name, country=country,
+                                region=region, today=_today())
     competence = draft.competence
     if authority is None and competence.authority is None:
         console.print(f"[yellow]{terminal(competence.explanation)}[/] Drafted to {draft.authority.code} instead, "
                       f"Meta's lead authority.", highlight=False)
+    if draft.residence is not None:
+        land = f" ({terminal(draft.residence.region)})" if draft.residence.region else ""
+        source = "your answer" if country != given and draft.residence.source == "--country" else draft.residence.source
+        console.print(f"You live in {terminal(draft.residence.country)}{land}, from {terminal(source)}.",
+                      highlight=False)
+    about = draft.round
+    if about is not None:
+        what = f"the refusal of {about.decided}" if about.decided else f"the deadline of {about.deadline}"
+        console.print(f"About round {about.number} (received {about.received or 'on an unknown date'}): {what}.",
+                      highlight=False)
     console.print(f"Complaint to {draft.authority.name} ({draft.authority.code}), in "
-                  f"{'German' if draft.language == 'de' else 'English'}: {terminal(draft.folder)}", highlight=False)
+                  f"{LANGUAGE_NAMES[draft.language]}: {terminal(draft.folder)}", highlight=False)
     for path in draft.files:
         console.print(f"  {plain(path.relative_to(draft.folder))}", markup=False, highlight=False)
     for warning in draft.warnings:
@@ -552,8 +725,20 @@ def _poll_progress():
 def _run_daemon(state: State) -> None:
     from tracker.daemon import run_daemon
 
+    accounts, db = state.settings.mailboxes, state.db
+    if accounts:
+        minutes = state.settings.daemon.interval_minutes
+        every = "every minute" if minutes == 1 else f"every {minutes:g} minutes"
+        idle = ", ".join(plain(a.name) for a in accounts if a.idle)
+        console.print(f"Watching {_count(len(accounts), 'account')} {every}"
+                      + (f" (IDLE on {idle})" if idle else "") + "; stop with Ctrl-C.",
+                      markup=False, highlight=False, soft_wrap=True)
     with _poll_progress() as progress:
-        run_daemon(state.db, state.settings, after_poll=lambda: _deliver_alerts(state), progress=progress)
+        run_daemon(db, state.settings, after_poll=lambda: _deliver_alerts(state), progress=progress)
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 @app.command()
@@ -566,23 +751,33 @@ def poll(
     from tracker.errors import ConfigError
 
     state = _state(ctx)
-    if not state.settings.accounts:
+    if not state.settings.mailboxes:
         raise ConfigError("no IMAP accounts configured: add an [[accounts]] section (see config.example.toml)")
     if not once:
         _run_daemon(state)
         return
     from tracker.daemon import poll_once
 
+    with state.db.session() as session:
+        before = store.last_message_id(session)
     with _poll_progress() as progress:
         results = poll_once(state.db, state.settings, progress=progress)
     _deliver_alerts(state)
+    from tracker.cli_calendar import refresh_after_poll
+
+    calendar_ok = refresh_after_poll(state)  # [calendar] file, when configured
     for result in results:
         # soft_wrap: one line per account however narrow the terminal, so logs and grep see it whole.
         if result.error:
             err_console.print(f"error: {plain(result.error)}", markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(plain(result.summary()), markup=False, highlight=False, soft_wrap=True)
-    if any(result.error for result in results):
+    with state.db.session() as session:
+        found = store.categories_after(session, before)
+    console.print(f"Polled {_count(len(results), 'account')}: {_count(sum(found.values()), 'new mail')}, "
+                  f"{_count(found.get(v.REJECTED, 0), 'refusal')}, "
+                  f"{_count(sum(1 for r in results if r.error), 'error')}.", markup=False, highlight=False)
+    if any(result.error for result in results) or not calendar_ok:
         raise typer.Exit(1)
 
 
@@ -594,7 +789,7 @@ def daemon(ctx: typer.Context) -> None:
 
 # ---- commands kept in their own modules (they register on the apps above) ------
 
-from tracker import (cli_calendar, cli_corrections, cli_review, cli_service,  # noqa: E402,F401
+from tracker import (cli_calendar, cli_corrections, cli_members, cli_review, cli_service,  # noqa: E402,F401
                      cli_setup)
 
 

@@ -3,25 +3,39 @@
 The directory is ``authorities.toml`` in this package, compiled from the shared
 ``dpa_directory.tsv`` by ``scripts/compile_authorities.py``.
 
-Which authority is competent: the one of the country the person lives in
-(the request's ``country``). In Germany that is the authority of the Land
-(``region``), because the Länder authorities supervise private companies such
-as Meta; the federal BfDI does not. Without a country, or in Germany without a
-Land, the tracker cannot tell and says so. Ireland's Data Protection
-Commission, Meta's lead authority in the EU, is always offered as the
+Which authority is competent: the one of the country the person lives in. That
+country is the command's ``--country``, else the request's, else the one of the
+``[[accounts]]`` entry whose username is the request's address, else
+``[person] country``; with none of them the draft is refused (the CLI asks when a
+person is at the terminal), never sent to Ireland by default. In Germany the
+authority is the one of the Land (``region``), because the Länder authorities
+supervise private companies such as Meta; the federal BfDI does not. Ireland's
+Data Protection Commission, Meta's lead authority in the EU, is offered as the
 alternative for EU/EEA residents (not for the UK or Switzerland, whose
 authorities apply their own law).
 
-A draft is a folder the person reviews and sends: the letter (Markdown and
-plain text), an ``.eml`` addressed to the authority with the evidence attached,
-a NOTE.txt on how to file, and ``evidence/`` with every mail of the request as
-its original bytes, a timeline and their SHA-256. Only what the database and
-the evidence mails say goes into the letter; a missing name stays a visible gap.
+A letter is written in the language the authority works in (``letters/
+recipients.toml``; Belgium: French or Dutch after the person's language), in
+English where that is none of the seven the letters exist in (en, de, fr, it, es,
+nl, pl), or in the language ``--lang`` asks for. The texts are data, one file per
+language in ``letters/``. The letter states only what the request's timeline
+supports: it is about the latest round Meta refused (a newer round may be open),
+or, when Meta never decided, about the overdue round; a late answer is claimed
+only when the round was decided after its deadline, and a request for more
+information only when Meta made one.
+
+A draft is a folder the person reviews and sends: the letter (Markdown and plain
+text), ``complaint.eml`` (a draft with ``X-Unsent: 1``, the original mails
+attached as ``message/rfc822``, the timeline and SHA256SUMS as text), a NOTE.txt
+on how to file, and ``evidence/`` with every mail of the request as its original
+bytes, a timeline and their SHA-256. A missing name stays a visible gap.
 """
 
 from __future__ import annotations
 
+import email
 import hashlib
+import io
 import logging
 import os
 import re
@@ -32,6 +46,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email import policy as email_policy
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -39,12 +54,15 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from babel import Locale
+from babel.dates import format_date
 from sqlmodel import Session
 
-from tracker import lifecycle, store
+from tracker import letters, lifecycle, store
 from tracker import vocabulary as v
 from tracker.config import Settings
 from tracker.errors import NotFoundError, TrackerError
+from tracker.letters import LANGUAGES, normalise_language, texts
 from tracker.models import Complaint, Message, Request
 from tracker.parse import parse_mail
 from tracker.safe_text import markdown as markdown_text, one_line, strip_controls
@@ -52,13 +70,29 @@ from tracker.safe_text import markdown as markdown_text, one_line, strip_control
 log = logging.getLogger(__name__)
 
 LEAD_AUTHORITY = "IE"  # Meta Platforms Ireland Limited's lead supervisory authority (GDPR one-stop shop)
-# The controller for Facebook and Instagram in the EU (datenanfragen companies/facebook.json).
-CONTROLLER = "Meta Platforms Ireland Limited, 4 Grand Canal Square, Grand Canal Harbour, Dublin 2, Ireland"
 # Country codes people use that the directory spells differently (it uses ISO 3166-1).
 _COUNTRY_ALIASES = {"EL": "GR", "UK": "GB"}
-# Authorities that get a German letter unless --lang says otherwise.
-_GERMAN_SPEAKING = frozenset({"DE", "AT", "LI", "CH"})
-LANGUAGES = ("en", "de")
+PLATFORM_NAMES = {"facebook": "Facebook", "instagram": "Instagram"}
+
+
+# ---- texts and data (letters/) -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Controller:
+    name: str
+    address: str   # without the country
+    country: str   # ISO code, written in the letter's language
+    source: str    # where the address was read: Meta's privacy policy
+
+
+@cache
+def controller() -> Controller:
+    return Controller(**letters.load("controller.toml")["controller"])
+
+
+@cache
+def _recipients() -> dict:
+    return letters.load("recipients.toml")
 
 
 # ---- the directory ---------------------------------------------------------------
@@ -117,8 +151,9 @@ def competent_authority(country: str | None, region: str | None = None) -> Compe
     if country == "DE":
         if not region:
             return Competence(None, lead, "In Germany the data protection authority of your Land supervises "
-                                          "companies such as Meta, and the request names no Land. Give it with "
-                                          "--region (e.g. --region BY for Bavaria) or choose one with --authority.")
+                                          "companies such as Meta, and no Land is known. Give it with --region "
+                                          "(e.g. --region BY for Bavaria) or [person] region in the config, or "
+                                          "choose an authority with --authority.")
         authority = directory.get(f"DE-{region}")
         if authority is None:
             lands = sorted(a.region for a in directory.values() if a.region)
@@ -137,6 +172,86 @@ def competent_authority(country: str | None, region: str | None = None) -> Compe
                                        f"works with the Irish DPC, Meta's lead authority.")
 
 
+
+
+# ---- which language, which country --------------------------------------------------
+
+def authority_languages(authority: Authority) -> tuple[str, ...]:
+    """The languages of the seven that ``authority`` works in, its default first; () for none."""
+    table = _recipients()["languages"]
+    return tuple(table.get(authority.code) or table.get(authority.country_code) or ())
+
+
+def letter_language(authority: Authority, person_language: str | None = None) -> str:
+    """The authority's language (the person's, where the authority works in several), else English."""
+    spoken = authority_languages(authority)
+    person = normalise_language(person_language)
+    if person in spoken:
+        return person
+    return spoken[0] if spoken else "en"
+
+
+def recipient(authority: Authority, language: str) -> tuple[str, str]:
+    """The authority's name and postal address as a letter in ``language`` writes them."""
+    written = _recipients().get("recipient", {}).get(authority.code, {}).get(language)
+    if written:
+        return written["name"], written["address"]
+    if language != "en":
+        # The directory adds an English gloss in parentheses ("Garante ... (Italian Data Protection
+        # Authority)"): a letter in another language names the authority as it names itself.
+        native = re.sub(r"\s*\([^()]*\)\s*$", "", authority.name)
+        return native or authority.name, authority.address
+    return authority.name, authority.address
+
+
+@dataclass(frozen=True)
+class Residence:
+    country: str
+    region: str | None
+    source: str        # where it was found, for the person: "--country", "the request", ...
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip().upper()
+    return _COUNTRY_ALIASES.get(value, value) or None
+
+
+def residence(request: Request, settings: Settings, country: str | None = None,
+              region: str | None = None) -> Residence | None:
+    """Where the person lives: --country, else the request, else its mailbox's [[accounts]] entry, else [person].
+
+    The Land goes with the country it was given with; --region applies to whichever
+    country is found. None when no country is known anywhere.
+    """
+    address = (request.address or "").strip().lower()
+    sources = [(country, region, "--country"),
+               (request.country, request.region, "the request")]
+    sources += [(account.country, account.region, f"[[accounts]] {account.name!r} in the config")
+                for account in settings.accounts if account.username.strip().lower() == address]
+    sources.append((settings.person.country, settings.person.region, "[person] in the config"))
+    found = next(((_clean(c), s) for c, _, s in sources if _clean(c)), None)
+    if found is None:
+        return None
+    where, source = found
+    land = _clean(region) or next((_clean(r) for c, r, _ in sources if _clean(c) == where and _clean(r)), None)
+    return Residence(where, land, source)
+
+
+def country_name(code: str, language: str) -> str:
+    """"AT" as the letter's language writes it ("Österreich", "Autriche"); the code when unknown."""
+    return Locale.parse(texts(language)["locale"]).territories.get(code, code)
+
+
+def land_name(code: str) -> str:
+    return _recipients().get("lands", {}).get(code, code)
+
+
+def missing_country_error(request: Request) -> TrackerError:
+    return TrackerError(f"request #{request.id}: the country you live in is unknown, and it decides the "
+                        f"authority; give it with --country (e.g. --country AT), or set [person] country "
+                        f"in the config")
+
+
 # ---- the facts a letter is made of -----------------------------------------------
 
 @dataclass(frozen=True)
@@ -152,6 +267,8 @@ class Draft:
     authority: Authority
     language: str
     competence: Competence
+    residence: Residence | None = None
+    round: lifecycle.Round | None = None
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -188,150 +305,42 @@ def _evidence_mails(messages: list[Message]) -> list[EvidenceMail]:
     return out
 
 
-def _latest(messages: list[Message], category: str) -> Message | None:
-    found = [m for m in messages if m.category == category]
-    return found[-1] if found else None
+def complaint_round(request: Request, timeline: lifecycle.Timeline, today: date) -> lifecycle.Round:
+    """The round a complaint is about: the latest refused one, else the latest if Meta let its deadline pass.
+
+    A refusal keeps its complaint path while a newer round is open; an approval in a later
+    round settles the request. Raises a one-line error when there is nothing to complain about.
+    """
+    rounds = timeline.rounds
+    if not rounds:  # a timeline built without rounds: one round from the summary
+        rounds = (lifecycle.Round(1, timeline.state, timeline.received, timeline.deadline, timeline.extended,
+                                  timeline.decided, None, False),)
+    latest, refused = rounds[-1], next((r for r in reversed(rounds) if r.state in (
+        lifecycle.REJECTED, lifecycle.COMPLAINT_FILED) and r.decided is not None), None)
+    if latest.state == lifecycle.APPROVED:
+        after = f" (after the refusal of {refused.decided})" if refused is not None else ""
+        raise TrackerError(f"request #{request.id} was approved on {latest.decided}{after}: there is no refusal "
+                           f"to complain about")
+    if refused is not None:
+        return refused
+    if latest.state in lifecycle.OPEN_STATES and (latest.deadline is None or latest.deadline >= today):
+        until = f"until {latest.deadline}" if latest.deadline else "time (no receipt date is known yet)"
+        raise TrackerError(f"request #{request.id} is {latest.state} and Meta still has {until} to decide; "
+                           f"a complaint is possible after a refusal or once the deadline has passed")
+    return latest
 
 
-# ---- texts -------------------------------------------------------------------------
-
-def _fmt_day(day: date | datetime | None, language: str) -> str:
-    if day is None:
-        return "?"
-    if isinstance(day, datetime):
-        day = day.date()
-    return day.strftime("%d.%m.%Y") if language == "de" else day.isoformat()
-
-
-PLATFORM_NAMES = {"facebook": "Facebook", "instagram": "Instagram"}
-
-_T = {
-    "en": {
-        "title": "Complaint under Article 77 {law} against Meta Platforms Ireland Limited",
-        "to": "To", "date": "Date", "from": "From",
-        "complainant": "Complainant",
-        "name": "Name", "name_missing": "[your name: please add it before sending]",
-        "email": "Email address of the {platform} account", "country": "Country of residence",
-        "controller": "Controller",
-        "requested": "What I asked Meta",
-        "ai_objection": "an objection under Article 21 {law} to the use of my personal data from my {platform} "
-                        "account for developing and improving artificial intelligence at Meta (AI training)",
-        "third_party_data": "a request under Articles 17 and 21 {law} to stop using, and to erase, personal data "
-                            "about me that Meta obtained from third parties and uses for artificial intelligence",
-        "submitted": "On {day} I sent Meta {what}.",
-        "first_mail": "I sent Meta {what}. Meta's first mail about it is dated {day}, so Meta had received it "
-                      "by then.",
-        "answer": "Meta's answer",
-        "refused": "On {day} Meta refused it, by email from {sender} with the subject \"{subject}\".",
-        "quote": "The decisive sentence of that mail reads: \"{sentence}\"",
-        "no_quote": "The mail is attached as evidence ({file}).",
-        "in_time": "Meta had to answer by {deadline} (Article 12(3) {law}).",
-        "late_answer": "Meta had to answer by {deadline} (Article 12(3) {law}); its answer came {days} days late.",
-        "no_answer": "Meta had to decide by {deadline} (Article 12(3) {law}{extended}). As of {today} it has not "
-                     "decided: {days} days after the deadline.",
-        "extended": ", after extending the period by two months",
-        "last_mail": "Meta's last mail about it is dated {day}, subject \"{subject}\".",
-        "law_heading": "Articles concerned",
-        "art21": "Article 21(1) {law}: after an objection, \"the controller shall no longer process the personal "
-                 "data unless the controller demonstrates compelling legitimate grounds for the processing which "
-                 "override the interests, rights and freedoms of the data subject\".",
-        "art21_refused": "Meta refused my {kind_short}. As far as I can see, its answer does not demonstrate such "
-                         "compelling legitimate grounds.",
-        "art17": "Article 17 {law}: the right to erasure of personal data.",
-        "art12_3": "Article 12(3) {law}: the controller must act on a request without undue delay and at the latest "
-                   "within one month of receipt; it may extend this by two further months, telling the data "
-                   "subject within the first month, with reasons.",
-        "art12_4": "Article 12(4) {law}: if the controller does not take action on a request, it must say why "
-                   "within one month and mention the possibility of a complaint to a supervisory authority.",
-        "art77": "Article 77 {law}: the right to lodge a complaint with a supervisory authority.",
-        "ask_heading": "What I ask of the authority",
-        "ask": ["to examine this complaint and investigate how Meta handled my {kind_short};",
-                "to establish whether Meta infringed Article 21 and Article 12(3) and (4) {law};",
-                "to order Meta to comply with my {kind_short} (Article 58(2)(c) {law});",
-                "to inform me of the progress and the outcome of the complaint (Article 77(2) {law}), "
-                "within three months (Article 78(2) {law})."],
-        "kind_short": {"ai_objection": "objection", "third_party_data": "request"},
-        "lead": "Meta Platforms Ireland Limited has its main establishment in Ireland. I ask you to handle this "
-                "complaint together with the Irish Data Protection Commission as lead supervisory authority "
-                "(Articles 56 and 60 GDPR) and to remain my point of contact.",
-        "fadp": "The FDPIC works under the Swiss Federal Act on Data Protection (FADP). Please take this letter as "
-                "a report; Meta's answer concerns my rights under the GDPR, which Meta applies to my account.",
-        "evidence_heading": "Evidence",
-        "evidence_intro": "Attached: every mail Meta sent me about this {kind_short}, unchanged, and the timeline. "
-                          "SHA-256 of each file:",
-        "not_kept": "not kept: the original of this mail was not stored",
-        "timeline_heading": "Timeline",
-        "closing": "Yours faithfully,",
-        "subject": "Complaint under Art. 77 {law}: Meta ({platform}) {outcome} my {kind_short}",
-        "outcome_refused": "refused", "outcome_silent": "did not decide on",
-    },
-    "de": {
-        "title": "Beschwerde nach Artikel 77 {law} gegen Meta Platforms Ireland Limited",
-        "to": "An", "date": "Datum", "from": "Von",
-        "complainant": "Beschwerdeführende Person",
-        "name": "Name", "name_missing": "[Ihr Name: bitte vor dem Absenden ergänzen]",
-        "email": "E-Mail-Adresse des {platform}-Kontos", "country": "Wohnsitzland",
-        "controller": "Verantwortlicher",
-        "requested": "Was ich von Meta verlangt habe",
-        "ai_objection": "einen Widerspruch nach Artikel 21 {law} gegen die Verwendung meiner personenbezogenen Daten "
-                        "aus meinem {platform}-Konto für die Entwicklung und Verbesserung künstlicher Intelligenz "
-                        "bei Meta (KI-Training)",
-        "third_party_data": "einen Antrag nach Artikel 17 und 21 {law}, personenbezogene Daten über mich, die Meta "
-                            "von Dritten erhalten hat und für künstliche Intelligenz verwendet, nicht mehr zu "
-                            "verwenden und zu löschen",
-        "submitted": "Am {day} habe ich an Meta {what} gerichtet.",
-        "first_mail": "Ich habe an Meta {what} gerichtet. Metas erste E-Mail dazu ist vom {day}; spätestens da "
-                      "lag er Meta vor.",
-        "answer": "Metas Antwort",
-        "refused": "Am {day} hat Meta ihn abgelehnt, per E-Mail von {sender} mit dem Betreff \"{subject}\".",
-        "quote": "Der entscheidende Satz dieser E-Mail lautet: \"{sentence}\"",
-        "no_quote": "Die E-Mail liegt als Beweismittel bei ({file}).",
-        "in_time": "Meta musste bis zum {deadline} antworten (Artikel 12 Absatz 3 {law}).",
-        "late_answer": "Meta musste bis zum {deadline} antworten (Artikel 12 Absatz 3 {law}); die Antwort kam "
-                       "{days} Tage zu spät.",
-        "no_answer": "Meta musste bis zum {deadline} entscheiden (Artikel 12 Absatz 3 {law}{extended}). Bis heute, "
-                     "{today}, hat Meta nicht entschieden: {days} Tage nach Ablauf der Frist.",
-        "extended": ", nach Verlängerung der Frist um zwei Monate",
-        "last_mail": "Metas letzte E-Mail dazu ist vom {day}, Betreff \"{subject}\".",
-        "law_heading": "Betroffene Artikel",
-        "art21": "Artikel 21 Absatz 1 {law}: Nach einem Widerspruch \"verarbeitet der Verantwortliche die "
-                 "personenbezogenen Daten nicht mehr, es sei denn, er kann zwingende schutzwürdige Gründe für die "
-                 "Verarbeitung nachweisen, die die Interessen, Rechte und Freiheiten der betroffenen Person "
-                 "überwiegen\".",
-        "art21_refused": "Meta hat meinen {kind_short} abgelehnt. Soweit ich sehe, weist die Antwort solche "
-                         "zwingenden schutzwürdigen Gründe nicht nach.",
-        "art17": "Artikel 17 {law}: das Recht auf Löschung personenbezogener Daten.",
-        "art12_3": "Artikel 12 Absatz 3 {law}: Der Verantwortliche muss unverzüglich, spätestens innerhalb eines "
-                   "Monats nach Eingang des Antrags tätig werden; er kann die Frist um weitere zwei Monate "
-                   "verlängern und muss dies innerhalb des ersten Monats mit Gründen mitteilen.",
-        "art12_4": "Artikel 12 Absatz 4 {law}: Wird der Verantwortliche nicht tätig, muss er innerhalb eines Monats "
-                   "die Gründe nennen und auf die Möglichkeit einer Beschwerde bei einer Aufsichtsbehörde hinweisen.",
-        "art77": "Artikel 77 {law}: das Recht auf Beschwerde bei einer Aufsichtsbehörde.",
-        "ask_heading": "Worum ich die Behörde bitte",
-        "ask": ["diese Beschwerde zu prüfen und zu untersuchen, wie Meta mit meinem {kind_short} umgegangen ist;",
-                "festzustellen, ob Meta gegen Artikel 21 und Artikel 12 Absatz 3 und 4 {law} verstoßen hat;",
-                "Meta anzuweisen, meinem {kind_short} zu entsprechen (Artikel 58 Absatz 2 Buchstabe c {law});",
-                "mich über den Stand und das Ergebnis der Beschwerde zu unterrichten (Artikel 77 Absatz 2 {law}), "
-                "innerhalb von drei Monaten (Artikel 78 Absatz 2 {law})."],
-        "kind_short": {"ai_objection": "Widerspruch", "third_party_data": "Antrag"},
-        "lead": "Meta Platforms Ireland Limited hat seine Hauptniederlassung in Irland. Ich bitte Sie, diese "
-                "Beschwerde gemeinsam mit der irischen Data Protection Commission als federführender "
-                "Aufsichtsbehörde zu bearbeiten (Artikel 56 und 60 DSGVO) und meine Ansprechstelle zu bleiben.",
-        "fadp": "Der EDÖB arbeitet nach dem Schweizer Datenschutzgesetz (DSG). Bitte verstehen Sie dieses Schreiben "
-                "als Anzeige; Metas Antwort betrifft meine Rechte nach der DSGVO, die Meta auf mein Konto anwendet.",
-        "evidence_heading": "Beweismittel",
-        "evidence_intro": "Anbei: jede E-Mail, die Meta mir zu diesem {kind_short} geschickt hat, unverändert, und "
-                          "die Chronologie. SHA-256 jeder Datei:",
-        "not_kept": "nicht vorhanden: das Original dieser E-Mail wurde nicht gespeichert",
-        "timeline_heading": "Chronologie",
-        "closing": "Mit freundlichen Grüßen",
-        "subject": "Beschwerde nach Art. 77 {law}: Meta ({platform}) {outcome} meinen {kind_short}",
-        "outcome_refused": "lehnt", "outcome_silent": "entscheidet nicht über",
-    },
-}
-_LAW_NAMES = {"en": {"GDPR": "GDPR", "UK GDPR": "UK GDPR", "FADP": "GDPR"},
-              "de": {"GDPR": "DSGVO", "UK GDPR": "UK GDPR", "FADP": "DSGVO"}}
-_GERMAN_OUTCOME_SUFFIX = {"lehnt": " ab"}  # "Meta lehnt meinen Widerspruch ab"
+def _refusal_of(session: Session, request: Request, round_: lifecycle.Round) -> Message | None:
+    """The mail by which Meta refused this round: the last refusal event on the round's decision day."""
+    if round_.decided is None:
+        return None
+    events = [e for e in store.events_of(session, request.id)
+              if e.kind == v.REJECTED and e.message_id is not None
+              and store.utc(e.occurred_at).date() == round_.decided]
+    if not events:
+        return None
+    last = max(events, key=lambda e: (store.utc(e.occurred_at), e.id))
+    return session.get(Message, last.message_id)
 
 
 @dataclass(frozen=True)
@@ -383,158 +392,157 @@ class Letter:
         return "\n".join(out).rstrip() + "\n"
 
 
+
 @dataclass(frozen=True)
 class CaseFacts:
-    """Everything the letter states, read from the database and the evidence mails."""
+    """Everything the letter states, read from the database, the timeline and the evidence mails."""
 
     request: Request
-    timeline: lifecycle.Timeline
-    refusal: Message | None
+    round: lifecycle.Round                 # the round the complaint is about
+    rounds: tuple[lifecycle.Round, ...]    # every round of the request
+    refusal: Message | None                # the mail that refused the round; None when Meta did not decide
     refusal_sentence: str | None
     refusal_file: str | None  # "evidence/02-...eml", None when its original was not kept
     last_mail: Message | None
     evidence: tuple[tuple[str, str | None], ...]  # (file name, SHA-256 or None when not kept)
-    timeline_text: str
     name: str | None
-    country: str | None       # where the person lives: the request's, or what the command was told
-    region: str | None
+    residence: Residence | None
     today: date
 
 
+def _day(value: date | datetime | None, t: dict) -> str:
+    """A date as a letter in this language writes it: "5 March 2025", "5. März 2025", "1er mars 2025"."""
+    if value is None:
+        return "?"
+    if isinstance(value, datetime):
+        value = store.utc(value).date()
+    text = format_date(value, format="long", locale=t["locale"])
+    if value.day == 1 and t["first_day"] and text.startswith("1 "):
+        text = t["first_day"] + text[1:]
+    return text + t["date_suffix"]
+
+
+def _count(forms: list[str], n: int) -> str:
+    return (forms[0] if n == 1 else forms[1]).format(n=n)
+
+
 def build_letter(facts: CaseFacts, authority: Authority, language: str) -> Letter:
-    t = _T[language]
-    law = _LAW_NAMES[language][authority.law]
-    request, timeline = facts.request, facts.timeline
+    """The letter in ``language``. Each sentence is one the timeline supports, and no more."""
+    t = texts(language)
+    w = t["letter"]
+    request, round_ = facts.request, facts.round
+    meta = controller()
+    law = w["law"][authority.law]
+    platform = PLATFORM_NAMES.get(request.platform, request.platform)
+    fill = dict(law=law, platform=platform)
+    kind = w["kinds"].get(request.kind, w["kinds"][v.DEFAULT_KIND])
+    fill.update({key: value.format(**fill) for key, value in kind.items()})
+    day = lambda value: _day(value, t)  # noqa: E731
     # What a mail or the command line gave is one line here: a newline in a subject or a name
     # would start a line of its own in the letter (letter.md escapes it further, see Letter).
     address, name = one_line(request.address), one_line(facts.name) or None
-    platform = PLATFORM_NAMES.get(request.platform, request.platform)
-    kind_short = t["kind_short"].get(request.kind, t["kind_short"][v.DEFAULT_KIND])
-    day = lambda d: _fmt_day(d, language)  # noqa: E731
-    fill = dict(law=law, platform=platform, kind_short=kind_short)
 
-    header = Section(None, (f"{t['to']}: {authority.name}\n{authority.address}"
-                            + (f"\n{authority.email}" if authority.email else ""),
-                            f"{t['date']}: {day(facts.today)}"))
-    person = [f"{t['name']}: {name or t['name_missing']}",
-              f"{t['email'].format(**fill)}: {address}"]
-    if facts.country:
-        person.append(f"{t['country']}: {one_line(facts.country)}"
-                      + (f" ({one_line(facts.region)})" if facts.region else ""))
-    complainant = Section(t["complainant"], ("\n".join(person),))
-    controller = Section(t["controller"], (CONTROLLER,))
+    to_name, to_address = recipient(authority, language)
+    label = lambda key, value: w["label"].format(label=key, value=value)  # noqa: E731
+    header = Section(None, (label(w["to"], to_name) + f"\n{to_address}" + (f"\n{authority.email}" if authority.email else ""),
+                            label(w["date"], day(facts.today))))
+    opening = Section(None, (w["salutation"], w["opening"].format(**fill)))
 
-    what = t.get(request.kind, t[v.DEFAULT_KIND]).format(**fill)
-    if request.submitted:
-        asked = t["submitted"].format(day=day(request.submitted), what=what)
+    person = [label(w["name"], name or w["name_missing"]), label(w["email"].format(**fill), address)]
+    if facts.residence is not None:
+        where = country_name(facts.residence.country, language)
+        if facts.residence.region:
+            where += f" ({land_name(facts.residence.region) if facts.residence.country == 'DE' else facts.residence.region})"
+        person.append(label(w["country"], where))
+    complainant = Section(w["complainant"], ("\n".join(person),))
+    controller_section = Section(w["controller"], (f"{meta.name}\n{meta.address}, {country_name(meta.country, language)}",
+                                                   w["controller_source"].format(url=meta.source)))
+
+    # The facts, in the order they happened.
+    told = []
+    by_person = request.submitted is not None and round_.received == request.submitted
+    if by_person:
+        told.append(w["submitted"].format(day=day(round_.received), **fill))
+    elif round_.received is None:
+        told.append(w["asked"].format(**fill))
     else:
-        asked = t["first_mail"].format(day=day(timeline.received), what=what)
-    requested = Section(t["requested"], (asked,))
-
-    answer = []
-    extended = t["extended"] if timeline.extended else ""
-    if facts.refusal is not None:
-        answer.append(t["refused"].format(day=day(facts.refusal.mail_date), sender=one_line(facts.refusal.sender),
-                                          subject=one_line(facts.refusal.subject)))
-        if facts.refusal_sentence:
-            answer.append(t["quote"].format(sentence=one_line(facts.refusal_sentence)))
-        elif facts.refusal_file:
-            answer.append(t["no_quote"].format(file=facts.refusal_file))
-        if timeline.deadline and timeline.decided:
-            late = (timeline.decided - timeline.deadline).days
-            answer.append(t["late_answer"].format(deadline=day(timeline.deadline), days=late, law=law) if late > 0
-                          else t["in_time"].format(deadline=day(timeline.deadline), law=law))
-        answer.append(t["art21_refused"].format(kind_short=kind_short))
-    elif timeline.deadline:
-        answer.append(t["no_answer"].format(deadline=day(timeline.deadline), law=law, extended=extended,
-                                            today=day(facts.today),
-                                            days=(facts.today - timeline.deadline).days))
+        told.append(w["first_mail"].format(day=day(round_.received), **fill))
+    if round_.number > 1:
+        told.append(w["earlier_round"].format(received=day(round_.received), **fill))
+    if round_.info_requested is not None:
+        told.append(w["info_requested"].format(day=day(round_.info_requested), **fill))
+    if round_.extended:
+        told.append(w["extended"].format(**fill))
+    refused = round_.decided is not None and round_.state in (lifecycle.REJECTED, lifecycle.COMPLAINT_FILED)
+    late = refused and round_.answered_late and round_.deadline is not None
+    silent = (not refused and round_.decided is None and round_.deadline is not None
+              and facts.today > round_.deadline)
+    if refused:
+        if facts.refusal is not None:
+            told.append(w["refused"].format(day=day(round_.decided), sender=one_line(facts.refusal.sender),
+                                            subject=one_line(facts.refusal.subject), **fill))
+            if facts.refusal_sentence:
+                told.append(w["quote"].format(sentence=one_line(facts.refusal_sentence)))
+            elif facts.refusal_file:
+                told.append(w["no_quote"].format(file=facts.refusal_file))
+        else:
+            told.append(w["refused_plain"].format(day=day(round_.decided), **fill))
+        if late:
+            told.append(w["late"].format(deadline=day(round_.deadline),
+                                         days=_count(w["days"], (round_.decided - round_.deadline).days)))
+        later = [r for r in facts.rounds if r.number > round_.number]
+        if later:
+            key = "later_round" if later[0].received else "later_round_undated"
+            told.append(w[key].format(day=day(later[0].received), decided=day(round_.decided), **fill))
+    elif silent:
+        told.append(w["silent"].format(deadline=day(round_.deadline), today=day(facts.today),
+                                       days=_count(w["days"], (facts.today - round_.deadline).days), **fill))
         if facts.last_mail is not None:
-            answer.append(t["last_mail"].format(day=day(facts.last_mail.mail_date),
-                                                subject=one_line(facts.last_mail.subject)))
-    answer_section = Section(t["answer"], tuple(answer))
+            told.append(w["last_mail"].format(day=day(facts.last_mail.mail_date),
+                                              subject=one_line(facts.last_mail.subject)))
+    facts_section = Section(w["facts"], tuple(told))
 
-    articles = [t["art21"].format(**fill)]
-    if request.kind == "third_party_data":
-        articles.append(t["art17"].format(**fill))
-    articles += [t["art12_3"].format(**fill), t["art12_4"].format(**fill), t["art77"].format(**fill)]
-    law_section = Section(t["law_heading"], items=tuple(articles))
+    # The law: Art. 21(1) first, so that "such grounds" refers to grounds already named.
+    reasoning = [w["art21"].format(**fill) + " " + (w["art21_refused"] if refused else w["art21_silent"])]
+    third_party = request.kind == "third_party_data"
+    if third_party:
+        reasoning.append(w["art17"].format(**fill))
+    if late or silent:
+        reasoning.append(w["art12"].format(**fill))
+    law_section = Section(w["law_heading"], tuple(reasoning))
 
+    articles = "articles_21" + ("_17" if third_party else "") + ("_12" if late or silent else "")
+    asks = (w["ask_investigate"], w["ask_establish"].format(articles=w[articles].format(**fill), **fill),
+            w["ask_order"], w["ask_inform"])
     extra = ()
     if authority.law == "FADP":
-        extra = (t["fadp"],)
+        extra = (w["fadp"],)
     elif authority.law == "GDPR" and authority.code != LEAD_AUTHORITY:
-        extra = (t["lead"],)
-    ask = Section(t["ask_heading"], items=tuple(item.format(**fill) for item in t["ask"]), numbered=True)
-    after_ask = Section(None, extra) if extra else None
+        extra = (w["lead"].format(**fill),)
+    ask = Section(w["ask_heading"], (w["ask_intro"],), items=tuple(a.format(**fill) for a in asks), numbered=True)
 
-    listed = tuple(f"{name}: {digest}" if digest else f"{name}: {t['not_kept']}" for name, digest in facts.evidence)
-    evidence = Section(t["evidence_heading"], (t["evidence_intro"].format(**fill),), items=listed)
-    timeline_section = Section(t["timeline_heading"], items=tuple(facts.timeline_text.splitlines()))
-    closing = Section(None, (t["closing"] + ("\n" + name if name else ""),))
+    listed = tuple(label(file, digest or w["not_kept"]) for file, digest in facts.evidence)
+    evidence = Section(w["evidence_heading"], (w["evidence_intro"].format(**fill),), items=listed)
+    closing = Section(None, (w["closing"] + ("\n" + name if name else ""),))
 
-    outcome = t["outcome_refused"] if facts.refusal is not None else t["outcome_silent"]
-    subject = t["subject"].format(outcome=outcome, **fill) + _GERMAN_OUTCOME_SUFFIX.get(outcome, "")
-    sections = [header, complainant, controller, requested, answer_section, law_section, ask]
-    if after_ask:
-        sections.append(after_ask)
-    sections += [evidence, timeline_section, closing]
-    return Letter(t["title"].format(law=law), subject, tuple(sections))
+    subject = (w["subject_refused"] if refused else w["subject_silent"]).format(**fill)
+    sections = [header, opening, complainant, controller_section, facts_section, law_section, ask]
+    if extra:
+        sections.append(Section(None, extra))
+    sections += [evidence, closing]
+    return Letter(w["title"].format(**fill), subject, tuple(sections))
 
 
-_NOTE = {
-    "en": {
-        "title": "How to file this complaint with {name} ({code})",
-        "email": "By email: open complaint.eml in your mail program. It is a draft addressed to {email}, with the "
-                 "letter as its text and the evidence attached. Check the letter, add your name if it is missing, "
-                 "and send it.",
-        "no_email": "The directory knows no email address for this authority, so there is no complaint.eml.",
-        "form": "Online form: {url}\nPaste the sections of letter.txt from \"What I asked Meta\" to \"What I ask of "
-                "the authority\" into the form, and upload the files in evidence/.",
-        "post": "By post: {address}\nPrint letter.txt and enclose the files in evidence/ (printed or on a storage "
-                "medium).",
-        "notes": "About this authority: {notes}",
-        "website": "Website: {website}",
-        "check": "The directory was compiled from public sources and not checked against the live sites: confirm "
-                 "the address or form on the authority's website before you file.",
-        "record": "After filing, record it, so the tracker watches the authority's three-month deadline "
-                  "(Art. 78(2)):\n  privacy-tracker complaint filed {id} --authority {code} --date YYYY-MM-DD "
-                  "--reference REFERENCE",
-        "alternative": "Alternative: Meta's lead authority in the EU is the Irish {lead_name}; draft a complaint "
-                       "to it with:\n  privacy-tracker complaint draft {id} --authority {lead}",
-    },
-    "de": {
-        "title": "So reichen Sie diese Beschwerde bei {name} ({code}) ein",
-        "email": "Per E-Mail: Öffnen Sie complaint.eml in Ihrem E-Mail-Programm. Es ist ein Entwurf an {email}, mit "
-                 "dem Schreiben als Text und den Beweismitteln im Anhang. Prüfen Sie das Schreiben, ergänzen Sie "
-                 "gegebenenfalls Ihren Namen, und senden Sie es ab.",
-        "no_email": "Das Verzeichnis kennt keine E-Mail-Adresse dieser Behörde, daher gibt es keine complaint.eml.",
-        "form": "Online-Formular: {url}\nFügen Sie die Abschnitte von letter.txt von \"Was ich von Meta verlangt "
-                "habe\" bis \"Worum ich die Behörde bitte\" in das Formular ein und laden Sie die Dateien aus "
-                "evidence/ hoch.",
-        "post": "Per Post: {address}\nDrucken Sie letter.txt aus und legen Sie die Dateien aus evidence/ bei "
-                "(ausgedruckt oder auf einem Datenträger).",
-        "notes": "Zu dieser Behörde: {notes}",
-        "website": "Website: {website}",
-        "check": "Das Verzeichnis wurde aus öffentlichen Quellen zusammengestellt und nicht mit den aktuellen "
-                 "Websites abgeglichen: Prüfen Sie Adresse oder Formular auf der Website der Behörde, bevor Sie "
-                 "die Beschwerde einreichen.",
-        "record": "Tragen Sie die Beschwerde danach ein, damit der Tracker die Dreimonatsfrist der Behörde "
-                  "(Art. 78 Abs. 2) überwacht:\n  privacy-tracker complaint filed {id} --authority {code} "
-                  "--date JJJJ-MM-TT --reference AKTENZEICHEN",
-        "alternative": "Alternative: Metas federführende Behörde in der EU ist die irische {lead_name}; eine "
-                       "Beschwerde an sie entwerfen Sie mit:\n  privacy-tracker complaint draft {id} "
-                       "--authority {lead}",
-    },
-}
-
-
-def _note_text(authority: Authority, competence: Competence, request_id: int, language: str) -> str:
-    t = _NOTE[language]
+def _note_text(authority: Authority, competence: Competence, request_id: int, language: str,
+               letter_language: str) -> str:
+    """NOTE.txt, for the person in their language: how this authority takes complaints."""
+    t = texts(language)["note"]
+    headings = texts(letter_language)["letter"]
     parts = [t["title"].format(name=authority.name, code=authority.code)]
     parts.append(t["email"].format(email=authority.email) if authority.email else t["no_email"])
     if authority.complaint_url:
-        parts.append(t["form"].format(url=authority.complaint_url))
+        parts.append(t["form"].format(url=authority.complaint_url, facts=headings["facts"],
+                                      requests=headings["ask_heading"]))
     if authority.address:
         parts.append(t["post"].format(address=authority.address))
     if authority.notes:
@@ -549,7 +557,6 @@ def _note_text(authority: Authority, competence: Competence, request_id: int, la
     wrapped = ["\n".join(textwrap.fill(line, 78, break_long_words=False, break_on_hyphens=False)
                          if not line.startswith("  ") else line for line in part.split("\n")) for part in parts]
     return "\n\n".join(wrapped) + "\n"
-
 
 # ---- files -----------------------------------------------------------------------------
 
@@ -600,22 +607,52 @@ def _sender(name: str | None, address: str) -> tuple[str, bool]:
     return str(Address(display_name=name or "", username=local, domain=domain)), True
 
 
-def _eml(letter: Letter, authority: Authority, request: Request, name: str | None,
-         attachments: list[Path]) -> bytes:
+
+def _lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n")
+
+
+def _as_message(raw: bytes, policy) -> EmailMessage | None:
+    """The mail as a message to attach (message/rfc822), if it writes back as the same bytes.
+
+    Line ends aside, an attached message must be the mail as received; one the parser
+    would change (a damaged mail) is attached as the file it is instead.
+    """
+    parsed = email.message_from_bytes(raw, policy=policy)
+    written = io.BytesIO()
+    BytesGenerator(written, mangle_from_=False, policy=policy).flatten(parsed)
+    return parsed if _lf(written.getvalue()) == _lf(raw) else None
+
+
+def _eml(letter: Letter, authority: Authority, request: Request, name: str | None, language: str,
+         mails: list[Path], texts_attached: list[Path]) -> bytes:
+    """The draft: the letter as its text, each mail attached as the message it is, then the text files.
+
+    ``X-Unsent: 1`` makes Outlook, Thunderbird and Apple Mail open it as a draft to edit and
+    send rather than as a received mail. Without the authority's address there is no To.
+    """
     sender, utf8 = _sender(name, request.address)
-    message = EmailMessage(policy=email_policy.default.clone(utf8=utf8))
+    # Long header lines are not folded (a folded subject shows with a leading space in some
+    # readers), and the attached mails' own headers are written as they came.
+    policy = email_policy.default.clone(utf8=utf8, max_line_length=998, refold_source="none")
+    message = EmailMessage(policy=policy)
     message["From"] = sender
-    message["To"] = authority.email
+    if authority.email:
+        message["To"] = authority.email
     message["Subject"] = letter.subject
-    message["X-Unsent"] = "1"  # mail programs open it as a draft to send, not as a received mail
+    message["Content-Language"] = language
+    message["X-Unsent"] = "1"
     message.set_content(letter.text())
-    for path in attachments:
-        # octet-stream, not message/rfc822: the attachment must stay byte-identical to the evidence.
-        message.add_attachment(path.read_bytes(), maintype="application", subtype="octet-stream",
-                               filename=path.name)
-    # Long header lines unfolded: the default folding puts a long subject on a
-    # line of its own, which readers then show with a leading space.
-    return message.as_bytes(policy=message.policy.clone(max_line_length=998))
+    for path in mails:
+        raw = path.read_bytes()
+        attached = _as_message(raw, policy)
+        if attached is not None:
+            message.add_attachment(attached, filename=path.name)
+        else:
+            message.add_attachment(raw, maintype="application", subtype="octet-stream", filename=path.name)
+    for path in texts_attached:
+        message.add_attachment(path.read_text(encoding="utf-8"), subtype="plain", filename=path.name)
+    return message.as_bytes(policy=policy)
 
 
 def _copy_evidence(mails: list[EvidenceMail], folder: Path,
@@ -639,43 +676,44 @@ def _copy_evidence(mails: list[EvidenceMail], folder: Path,
     return copied, digests
 
 
-def default_language(authority: Authority) -> str:
-    return "de" if authority.country_code in _GERMAN_SPEAKING else "en"
 
-
-def choose_authority(request: Request, code: str | None, country: str | None = None,
-                     region: str | None = None) -> tuple[Authority, Competence]:
-    """The authority to write to: the one asked for, else the competent one, else Ireland's DPC."""
-    competence = competent_authority(country or request.country, region or request.region)
+def choose_authority(request: Request, code: str | None, where: Residence | None) -> tuple[Authority, Competence]:
+    """The authority to write to: the one asked for, else the competent one where the person lives,
+    else (a German residence without a Land, a country outside the directory) Ireland's DPC, with
+    the explanation the command shows."""
+    competence = competent_authority(where.country if where else None, where.region if where else None)
     if code:
         return get_authority(code), competence
     return competence.authority or competence.alternative, competence
-
-
-def _check_can_complain(request: Request, timeline: lifecycle.Timeline, today: date) -> None:
-    if timeline.state == lifecycle.APPROVED:
-        raise TrackerError(f"request #{request.id} was approved on {timeline.decided}: there is no refusal "
-                           f"to complain about")
-    if timeline.state in lifecycle.OPEN_STATES and not timeline.overdue(today):
-        until = f"until {timeline.deadline}" if timeline.deadline else "time (no receipt date is known yet)"
-        raise TrackerError(f"request #{request.id} is {timeline.state} and Meta still has {until} to decide; "
-                           f"a complaint is possible after a refusal or once the deadline has passed")
 
 
 def draft_complaint(session: Session, settings: Settings, request_id: int, *, authority_code: str | None = None,
                     language: str | None = None, out: Path | None = None, name: str | None = None,
                     country: str | None = None, region: str | None = None,
                     today: date | None = None) -> Draft:
-    """Write the complaint folder for one request. Refuses to overwrite a folder that has files in it."""
+    """Write the complaint folder for one request. Refuses to overwrite a folder that has files in it.
+
+    Refuses in one line when the country is unknown (unless ``authority_code`` names the
+    authority), when there is nothing to complain about, or for a language without texts.
+    """
     today = today or date.today()
     request = store.get_request(session, request_id)
     timeline = store.timeline_of(session, request)
-    _check_can_complain(request, timeline, today)
-    authority, competence = choose_authority(request, authority_code, country, region)
-    language = language or default_language(authority)
-    if language not in LANGUAGES:
-        raise TrackerError(f"no letter in language {language!r}; choose one of {', '.join(LANGUAGES)}")
+    round_ = complaint_round(request, timeline, today)
+    where = residence(request, settings, country, region)
+    if where is None and not authority_code:
+        raise missing_country_error(request)
+    authority, competence = choose_authority(request, authority_code, where)
+    if language is not None and normalise_language(language) != language.strip().lower():
+        raise TrackerError(f"--lang: no letter in language {language!r}; choose one of {', '.join(LANGUAGES)}")
+    language = normalise_language(language) or letter_language(authority, settings.person.language)
+    # NOTE.txt is for the person: their language, else the one of their own country's authority.
+    home = competence.authority
+    note_language = (normalise_language(settings.person.language)
+                     or (letter_language(home) if home is not None else language))
 
+    if name is None:
+        name = settings.person.name
     if name is not None and strip_controls(name) != name:
         # A CR/LF would add headers to complaint.eml and lines to the letter.
         raise TrackerError("--name must be one line of text, without line breaks or control characters")
@@ -685,7 +723,7 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
         raise TrackerError(f"{folder} is a file; choose a folder with --out")
     if folder.exists() and any(folder.iterdir()):
         raise TrackerError(f"{folder} exists and is not empty; remove it or choose another folder with --out")
-    draft = Draft(folder, authority, language, competence)
+    draft = Draft(folder, authority, language, competence, where, round_)
 
     # Everything is written into a hidden folder next to the target, which becomes the target
     # by one rename: a failure halfway leaves nothing behind that would block the next run.
@@ -693,8 +731,8 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
     try:
         created = store.make_private_dirs(folder.parent)
         work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))  # 0700
-        files = _write_draft(session, settings, request, timeline, draft, work, name=name, country=country,
-                             region=region, today=today)
+        files = _write_draft(session, settings, request, timeline, draft, work, name=name,
+                             note_language=note_language, today=today)
         os.rename(work, folder)  # replaces an empty folder; fails if it filled up meanwhile
         done = True
     except OSError as err:
@@ -717,8 +755,7 @@ def draft_complaint(session: Session, settings: Settings, request_id: int, *, au
 
 
 def _write_draft(session: Session, settings: Settings, request: Request, timeline: lifecycle.Timeline,
-                 draft: Draft, folder: Path, *, name: str | None, country: str | None, region: str | None,
-                 today: date) -> list[Path]:
+                 draft: Draft, folder: Path, *, name: str | None, note_language: str, today: date) -> list[Path]:
     """Write the draft's files into ``folder``; returns them in the order they are listed."""
     authority, competence, language = draft.authority, draft.competence, draft.language
     evidence_dir = folder / "evidence"
@@ -733,29 +770,28 @@ def _write_draft(session: Session, settings: Settings, request: Request, timelin
     sums = "".join(f"{digest}  {file}\n" for file, digest in digests if digest)
     sums_file = _write_private(evidence_dir / "SHA256SUMS", sums.encode())
 
-    refusal = _latest(messages, v.REJECTED)
+    refusal = _refusal_of(session, request, draft.round)
     refusal_file = next((evidence_dir / m.filename for m in mails if refusal and m.message.id == refusal.id), None)
     if refusal_file is not None and not refusal_file.exists():  # its original was not kept
         refusal_file = None
     sentence = decisive_sentence(refusal_file.read_bytes(), v.REJECTED, settings) if refusal_file else None
     facts = CaseFacts(
-        request=request, timeline=timeline, refusal=refusal, refusal_sentence=sentence,
-        refusal_file=f"evidence/{refusal_file.name}" if refusal_file else None,
-        last_mail=messages[-1] if messages else None, evidence=tuple(digests), timeline_text=timeline_text,
-        name=name, country=(country or request.country or "").upper() or None,
-        region=(region or request.region or "").upper() or None, today=today)
+        request=request, round=draft.round, rounds=timeline.rounds or (draft.round,), refusal=refusal,
+        refusal_sentence=sentence, refusal_file=f"evidence/{refusal_file.name}" if refusal_file else None,
+        last_mail=messages[-1] if messages else None, evidence=tuple(digests), name=name,
+        residence=draft.residence, today=today)
     letter = build_letter(facts, authority, language)
 
     files = [_write_private(folder / "letter.md", letter.markdown().encode()),
-             _write_private(folder / "letter.txt", letter.text().encode())]
-    if authority.email:
-        attachments = [*copied, timeline_file, sums_file]
-        files.append(_write_private(folder / "complaint.eml", _eml(letter, authority, request, name, attachments)))
-    files.append(_write_private(folder / "NOTE.txt",
-                                _note_text(authority, competence, request.id, language).encode()))
+             _write_private(folder / "letter.txt", letter.text().encode()),
+             _write_private(folder / "complaint.eml",
+                            _eml(letter, authority, request, name, language, copied, [timeline_file, sums_file])),
+             _write_private(folder / "NOTE.txt",
+                            _note_text(authority, competence, request.id, note_language, language).encode())]
     files += [*copied, timeline_file, sums_file]
     if not name:
-        draft.warnings.append("the letter has no name: add yours before sending, or draft again with --name")
+        draft.warnings.append("the letter has no name: add yours before sending, or draft again with --name "
+                              "(or set [person] name in the config)")
     return files
 
 

@@ -9,6 +9,7 @@ gives them.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from datetime import date
@@ -139,6 +140,12 @@ class AccountSettings(_Frozen):
         return self
 
 
+class IntakeSettings(AccountSettings):
+    """An organisation's intake mailbox: members forward Meta's mails to it (tracker/intake.py)."""
+
+    acknowledge: bool = Field(default=False, strict=True)  # an alert addressed to the member for each forward
+
+
 class DaemonSettings(_Frozen):
     interval_minutes: float = Field(default=10.0, ge=1, le=7 * 24 * 60, strict=True)  # up to a week
     jitter_seconds: int = Field(default=60, ge=0, le=3600, strict=True)
@@ -172,9 +179,15 @@ class Settings(_Frozen):
     rules: RulesSettings = RulesSettings()
     authenticity: AuthenticitySettings = AuthenticitySettings()
     accounts: tuple[AccountSettings, ...] = ()
+    intake: tuple[IntakeSettings, ...] = ()
     daemon: DaemonSettings = DaemonSettings()
     alerts: AlertSettings = AlertSettings()
     source: Path | None = Field(default=None, exclude=True)  # the file these came from
+
+    @property
+    def mailboxes(self) -> tuple[AccountSettings, ...]:
+        """Every IMAP mailbox to poll: the [[accounts]], then the organisation's [[intake]] mailboxes."""
+        return (*self.accounts, *self.intake)
 
     def evidence_dir(self) -> Path:
         if self.evidence.dir:
@@ -206,6 +219,18 @@ def find_config_file(explicit: Path | None) -> Path | None:
         return path
     path = default_config_path()
     return path if path.is_file() else None
+
+
+def locate_config_file(explicit: Path | None) -> tuple[Path | None, str]:
+    """The config file in use and how it was found (for `doctor`); errors as ``find_config_file``."""
+    path = find_config_file(explicit)
+    if explicit is not None:
+        return path, "given with --config"
+    if os.environ.get(ENV_CONFIG):
+        return path, f"from ${ENV_CONFIG}"
+    if path is not None:
+        return path, "found in the user config folder"
+    return None, f"none: no --config, no ${ENV_CONFIG}, no {default_config_path()}; defaults are used"
 
 
 def _key_of(loc: tuple) -> str:
@@ -292,6 +317,58 @@ _TYPE_WORDS = {
 }
 
 
+# Keys people write for a password; the answer is where a password goes instead.
+_PASSWORD_KEYS = frozenset({"password", "passwd", "pass", "pwd", "app_password", "imap_password"})
+
+
+def _table_at(loc: tuple) -> type[BaseModel] | None:
+    """The settings table that ``loc`` points into (``Settings`` for the top level)."""
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part)) if model is not None else None
+        if field is None:
+            return None
+        model = _model_of(field.annotation)
+    return model
+
+
+def _table_name(key: str) -> str:
+    return f"[[{key}]]" if key in ("accounts", "intake") else f"[{key}]"
+
+
+def _unknown_key(loc: tuple, value) -> str:
+    """``accounts #1: unknown key 'passwrod_env' – did you mean 'password_env'?``, or where the key belongs."""
+    key, where = str(loc[-1]), _key_of(loc[:-1]) if loc[:-1] else ""
+    prefix = f"{where}: " if where else ""
+    model = _table_at(loc[:-1])
+    if model in (AccountSettings, IntakeSettings) and key.lower() in _PASSWORD_KEYS:
+        return (f"{prefix}{key} is never read from the config file, where it would lie in plain text: keep the "
+                f"password in the system keyring with `privacy-tracker init` (password_keyring = true), or name "
+                f"an environment variable (password_env = \"VAR\") or a command that prints it "
+                f"(password_command = \"pass show mail/me\")")
+    known = [name for name in (model.model_fields if model else ()) if name != "source"]
+    tables = isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+    table = model is Settings and (isinstance(value, dict) or tables)
+    what = (f"unknown table [[{key}]]" if table and tables else f"unknown table [{key}]" if table
+            else f"unknown key '{key}'")
+    homes = [name for name, field in Settings.model_fields.items()
+             if (sub := _model_of(field.annotation)) is not None and sub is not model and key in sub.model_fields]
+    if "accounts" in homes and "intake" in homes:  # an intake table takes every account key: name the usual one
+        homes.remove("intake")
+    if homes and not table:
+        places = " or ".join(f"an {_table_name(home)} table" if home in ("accounts", "intake") else f"[{home}]"
+                             for home in homes)
+        return f"{prefix}{what} – it belongs in {places}"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"{prefix}{what} – did you mean {_table_name(close[0]) if table else repr(close[0])}?"
+    if model is not Settings and len(loc) == 2 and len(known) <= 6:  # a small table: all it takes fits
+        return f"{prefix}{what} – [{loc[0]}] takes {', '.join(known)}"
+    return f"{prefix}{what} (not a setting; config.example.toml lists them all)"
+
+
 def _message(error: dict) -> str:
     """One pydantic error as ``key: what is wrong``, in the tracker's words."""
     loc, kind, ctx, value = tuple(error["loc"]), error["type"], error.get("ctx") or {}, error.get("input")
@@ -299,11 +376,16 @@ def _message(error: dict) -> str:
     if kind == "missing":
         text = "is required"
     elif kind == "extra_forbidden":
-        text = "is not a setting here (misspelt, or under the wrong [table]?)"
-    elif kind in ("tuple_type", "list_type") and keys == ["accounts"]:
-        text = "must be a list of [[accounts]] tables"
+        return _unknown_key(loc, value)
+    elif kind in ("tuple_type", "list_type") and keys in (["accounts"], ["intake"]) and isinstance(value, dict):
+        text = (f"written as [{keys[0]}] (one table), but each mailbox needs a table of its own: write "
+                f"[[{keys[0]}]], with two brackets, above each one")
+    elif kind in ("tuple_type", "list_type") and keys in (["accounts"], ["intake"]):
+        text = f"must be a list of [[{keys[0]}]] tables"
+    elif kind in ("model_type", "model_attributes_type", "dict_type") and isinstance(value, list) and loc == (keys[0],):
+        text = f"written as [[{keys[0]}]] (a list of tables), but it is one table: write [{keys[0]}], with one bracket"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        text = ("must be an [[accounts]] table" if keys == ["accounts"]
+        text = (f"must be an [[{keys[0]}]] table" if keys in (["accounts"], ["intake"])
                 else f"must be a [{keys[0]}] table" if len(keys) == 1 else "must be a table")
     elif kind == "literal_error":
         text = f"must be {ctx.get('expected', 'one of the documented values')}"
@@ -346,19 +428,26 @@ def load_settings(explicit: Path | None = None) -> Settings:
 def settings_from_dict(data: dict, source: Path | None = None) -> Settings:
     base = source.parent if source else Path.cwd()
     if "source" in data:  # the file's own path, not a setting
-        raise _error("source: is not a setting (misspelt, or under the wrong [table]?)", source)
+        raise _error("unknown key 'source' (not a setting; config.example.toml lists them all)", source)
     _resolve_paths(data, base)
     try:
         settings = Settings(**data, source=source)
     except ValidationError as err:
-        raise _error(_message(err.errors()[0]), source) from None  # one line; pydantic's report is not shown
-    names = [a.name for a in settings.accounts]
-    for position, name in enumerate(names):
-        if name in names[:position]:
-            raise _error(f"accounts #{position + 1}.name: duplicate account name {name!r}", source)
-    for position, account in enumerate(settings.accounts, 1):
+        # One line; pydantic's report is not shown. A password written in the file is named first.
+        errors = err.errors()
+        shown = next((e for e in errors if e["type"] == "extra_forbidden" and str(e["loc"][-1]).lower()
+                      in _PASSWORD_KEYS), errors[0])
+        raise _error(_message(shown), source) from None
+    # An intake mailbox is an account too (its Account row is found by name): one name space for both.
+    tables = [("accounts", position, account) for position, account in enumerate(settings.accounts, 1)]
+    tables += [("intake", position, account) for position, account in enumerate(settings.intake, 1)]
+    names = [account.name for _, _, account in tables]
+    for index, (table, position, account) in enumerate(tables):
+        if account.name in names[:index]:
+            raise _error(f"{table} #{position}.name: duplicate account name {account.name!r}", source)
+    for table, position, account in tables:
         if account.tls == "none" and account.host not in ("127.0.0.1", "::1", "localhost"):
-            raise _error(f"accounts #{position}.tls: 'none' is only allowed for loopback hosts, "
+            raise _error(f"{table} #{position}.tls: 'none' is only allowed for loopback hosts, "
                          f"not {account.host!r}", source)
     return settings
 
@@ -372,9 +461,10 @@ def _resolve_paths(data: dict, base: Path) -> None:
     fix(data.get("rules"), "file")
     fix(data.get("evidence"), "dir")
     fix(data.get("calendar"), "file")
-    accounts = data.get("accounts")
-    for account in accounts if isinstance(accounts, list) else ():  # another shape: validation names it
-        fix(account, "ca_file")
+    for key in ("accounts", "intake"):
+        accounts = data.get(key)
+        for account in accounts if isinstance(accounts, list) else ():  # another shape: validation names it
+            fix(account, "ca_file")
     db = data.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str) and db["url"].startswith("sqlite:///"):
         path = db["url"].removeprefix("sqlite:///")

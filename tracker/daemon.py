@@ -35,6 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tracker import store
 from tracker.config import AccountSettings, Settings
 from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, StoreError, TrackerError
+from tracker.ical import refresh_calendar
 from tracker.ingest import disk_full_error
 from tracker.sources.imap import INBOX, ImapConnection
 from tracker.sync import AccountPoll, Poller, ProgressCallback, backoff_seconds
@@ -76,35 +77,36 @@ class Daemon:
 
     def __init__(self, db: store.Store, settings: Settings, *, after_poll: Callable[[], None] = lambda: None,
                  progress: ProgressCallback | None = None, stop: threading.Event | None = None):
+        self.db = db
         self.settings = settings
         self.stop = stop or threading.Event()
         self.after_poll = after_poll
         self.poller = Poller(db, settings, stop=self.stop, progress=progress)
         self.interval = timedelta(minutes=settings.daemon.interval_minutes)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc,
-                                             executors={"default": ThreadPoolExecutor(max(4, len(settings.accounts)))})
+                                             executors={"default": ThreadPoolExecutor(max(4, len(settings.mailboxes)))})
         self._failures: dict[str, int] = {}
         self._idle_threads: list[threading.Thread] = []
 
     def run(self) -> None:
         """Poll until ``stop`` is set (by a signal, or by the caller), then return."""
-        if not self.settings.accounts:
+        if not self.settings.mailboxes:
             raise ConfigError("no IMAP accounts configured: add an [[accounts]] section "
                               "(see config.example.toml)")
         now = datetime.now(timezone.utc)
-        for account in self.settings.accounts:
+        for account in self.settings.mailboxes:  # [[intake]] mailboxes are polled like accounts
             self.scheduler.add_job(
                 self._poll, IntervalTrigger(seconds=self.interval.total_seconds(),
                                             jitter=self.settings.daemon.jitter_seconds or None),
                 args=[account], id=f"poll:{account.name}", name=f"poll {account.name}",
                 next_run_time=now, max_instances=1, coalesce=True,
                 misfire_grace_time=int(self.interval.total_seconds()))
-        for account in self.settings.accounts:
+        for account in self.settings.mailboxes:
             if account.idle:
                 thread = threading.Thread(target=self._watch, args=[account], name=f"idle-{account.name}",
                                           daemon=True)
                 self._idle_threads.append(thread)
-        log.info("daemon started: %d account(s), every %s min%s", len(self.settings.accounts),
+        log.info("daemon started: %d account(s), every %s min%s", len(self.settings.mailboxes),
                  f"{self.settings.daemon.interval_minutes:g}",
                  f", IDLE on {len(self._idle_threads)}" if self._idle_threads else "")
         self.scheduler.start()
@@ -148,6 +150,16 @@ class Daemon:
                 log.error("after the poll of %s: %s", account.name, full)
             else:
                 log.exception("after-poll step failed")
+        self._refresh_calendar(account)
+
+    def _refresh_calendar(self, account: AccountSettings) -> None:
+        """Rewrite ``[calendar] file`` when the deadlines changed; a failure is one line, polling goes on."""
+        try:
+            refresh_calendar(self.db, self.settings)
+        except TrackerError as err:
+            log.error("after the poll of %s: %s", account.name, err)
+        except Exception:  # a fault in the calendar must not stop the polling
+            log.exception("calendar refresh failed")
 
     def _watch(self, account: AccountSettings) -> None:
         """IDLE on the account's first folder; poll whenever it announces mail."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
@@ -51,8 +52,12 @@ _MB = 1024 * 1024
 # content_key hashes a mail in pieces of this size: one CRLF-replaced copy of a piece, never of the mail.
 _KEY_CHUNK = 1024 * 1024
 
-# Built once: SQLAlchemy caches its compiled form, and plain parameters skip ORM coercion.
-_INSERT_MESSAGE = sqlite_insert(Message.__table__).on_conflict_do_nothing()
+# Built once per database kind (INSERT ... ON CONFLICT DO NOTHING on both): SQLAlchemy caches
+# its compiled form, and plain parameters skip ORM coercion.
+_INSERT_MESSAGE = {
+    "sqlite": sqlite_insert(Message.__table__).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(Message.__table__).on_conflict_do_nothing(),
+}
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,18 @@ class IngestStats:
                 self.errors += 1
 
 
-def classify_raw(raw: bytes, rules: RuleSet, settings: Settings) -> tuple[ParsedMail, Classification]:
+def classify_raw(raw: bytes, rules: RuleSet, settings: Settings,
+                 dkim_verified: tuple[str, ...] | None = None) -> tuple[ParsedMail, Classification]:
     """Parse and classify; never raises for a bad mail (the error is in the result).
 
     Mail over ``[evidence] max_mail_mb`` is read by its headers only (see :func:`_over_size`).
+    ``dkim_verified``: the d= domains whose DKIM signatures the tracker verified itself (the
+    original attached to a forward, tracker/intake.py); they decide its authenticity instead of
+    its Authentication-Results.
     """
     mail = parse_mail(raw, settings.evidence.max_mail_mb * _MB)
+    if dkim_verified is not None:
+        mail = replace(mail, dkim_verified_domains=dkim_verified)
     try:
         result = classify(mail, rules, settings.authenticity)
         if mail.too_large:
@@ -207,6 +218,13 @@ class Ingestor:
         self.settings = settings
         self.rules = rules if rules is not None else load_rules(settings.rules.file)
         self.evidence_dir = settings.evidence_dir()
+        self._insert_message = _INSERT_MESSAGE[db.engine.dialect.name]
+        self.refresh_learned()
+
+    def refresh_learned(self) -> None:
+        """Take up the templates learned from the person's verdicts (another process may have added one)."""
+        with Session(self.db.engine) as session:
+            self.rules = self.rules.with_learned(store.learned_templates(session))
 
     def is_known(self, session: Session, account: Account, item: MailItem) -> bool:
         if item.uid is None:
@@ -250,23 +268,27 @@ class Ingestor:
             category=result.category, platform=result.platform, kind=result.kind, rule=result.rule,
             authenticated=result.authenticated, authenticity=result.authenticity, reason=result.reason,
             reference=result.reference, otp=result.otp, error=error, raw_path=raw_path,
-            reviewed=False, seen_at=utcnow(),
+            reviewed=False, guesses=" ".join(result.guesses), uncertain=result.uncertain, seen_at=utcnow(),
         )
         # One statement both checks and inserts: a mail seen before (same Message-ID and
         # bytes, or same folder/UID) inserts nothing, even when another process races us.
         # A Core insert, not an ORM object, because most mail in a mailbox is unrelated
         # and this is the hot path of a first sync.
-        inserted = session.execute(_INSERT_MESSAGE, row)
-        if inserted.rowcount == 0:
+        inserted = session.execute(self._insert_message, row)
+        # SQLite counts the rows (its key would be the last insert's); PostgreSQL answers through
+        # RETURNING (row count -1), with no key when nothing was inserted.
+        key = inserted.inserted_primary_key if inserted.rowcount != 0 else None
+        if key is None:
             return DUPLICATE, None
-        recorded = Recorded(inserted.inserted_primary_key[0], result.category, error)
+        recorded = Recorded(key[0], result.category, error)
 
         log.info("%s: %s (rule %s, %s)%s", item.label, result.category, result.rule,
                  result.authenticity, f" code {mask_code(result.otp)}" if result.otp else "")
         if result.category in v.REQUEST_CATEGORIES:
             self._apply_to_request(session, session.get(Message, recorded.id), mail)
         elif result.category in v.REVIEW_CATEGORIES:
-            alerts.queue_for_review_mail(session, session.get(Message, recorded.id))
+            alerts.queue_for_review_mail(session, session.get(Message, recorded.id),
+                                         self.settings.person.language)
         return NEW, recorded
 
     def _apply_to_request(self, session: Session, message: Message, mail: ParsedMail) -> None:
@@ -285,7 +307,7 @@ class Ingestor:
                                   f"requests: held for review. {message.reason}")
                 message.category = v.META_OTHER
                 session.add(message)
-                alerts.queue_for_review_mail(session, message)
+                alerts.queue_for_review_mail(session, message, self.settings.person.language)
                 return
             request = candidates[0]
         else:
@@ -298,9 +320,9 @@ class Ingestor:
         store.add_event(session, request, message.category, occurred, message_id=message.id,
                         detail=message.subject[:200])
         store.refresh_state(session, request)
-        alerts.queue_for_request_mail(session, request, message)
+        alerts.queue_for_request_mail(session, request, message, language=self.settings.person.language)
         if message.otp and self.settings.alerts.send_codes and self.settings.alerts.private_urls:
-            alerts.queue_code(session, request, message)
+            alerts.queue_code(session, request, message, self.settings.person.language)
 
     def ingest(self, source: MailSource, account_name: str = LOCAL_ACCOUNT) -> IngestStats:
         """Record every mail of ``source``.

@@ -30,6 +30,7 @@ EVENT_SUBMITTED = "submitted"
 EVENT_EXTENDED = v.EXTENDED
 EVENT_COMPLAINT_FILED = "complaint_filed"
 EVENT_NOTE = "note"
+EVENT_CHANGED = "changed"  # the person corrected something: kept in the timeline, no effect on the state
 
 _STATE_AFTER = {
     EVENT_SUBMITTED: SUBMITTED,
@@ -43,7 +44,8 @@ _STATE_AFTER = {
 # Same-day tie break: the later step of the process wins; a refusal outranks an approval
 # so that a contradictory pair never hides a refusal from the person.
 _RANK = {EVENT_SUBMITTED: 0, v.OTP: 1, v.ACKNOWLEDGEMENT: 2, EVENT_EXTENDED: 3,
-         v.INFO_REQUESTED: 4, v.APPROVED: 5, v.REJECTED: 6, EVENT_COMPLAINT_FILED: 7, EVENT_NOTE: 8}
+         v.INFO_REQUESTED: 4, v.APPROVED: 5, v.REJECTED: 6, EVENT_COMPLAINT_FILED: 7, EVENT_NOTE: 8,
+         EVENT_CHANGED: 8}
 # Mails that tell when Meta received the request, when the person gave no date.
 _RECEIPT_KINDS = frozenset({v.OTP, v.ACKNOWLEDGEMENT})
 

@@ -93,7 +93,9 @@ class Message(SQLModel, table=True):
     error: str | None = None
     raw_path: str | None = None          # evidence .eml, mode 0600
     request_id: int | None = Field(default=None, foreign_key="request.id", index=True)
-    reviewed: bool = False
+    reviewed: bool = False               # taken off the review list by the person
+    guesses: str = ""                    # held mail: the categories it might be, best first, space-separated
+    uncertain: bool = False              # a decision read from a weak sign: listed for the person to confirm
     seen_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
@@ -149,6 +151,39 @@ class Alert(SQLModel, table=True):
     claimed_until: NaiveDatetime | None = None  # a sender is delivering it; others keep off until then
 
 
+class Verdict(SQLModel, table=True):
+    """The person's word on one mail: what it means, or that it means nothing. Kept when taken back."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    action: str                          # "category" (review --as, mail relabel) or "dismiss"
+    category: str | None = None          # what the person said the mail is
+    request_id: int | None = None        # the request it joined
+    forced: bool = False                 # the mail failed authentication; the person insisted (--force)
+    by: str = "review"                   # the command: review, relabel, reviewed
+    # What the mail was before, so that `review ID --undo` can put it back.
+    previous_category: str
+    previous_request_id: int | None = None
+    previous_reviewed: bool = False
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    undone_at: NaiveDatetime | None = None
+
+
+class LearnedTemplate(SQLModel, table=True):
+    """A template learned from a verdict on an authentic Meta mail (rules/templates.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    verdict_id: int = Field(foreign_key="verdict.id", index=True)
+    message_id: int = Field(foreign_key="message.id")
+    category: str
+    platform: str | None = None
+    kind: str | None = None
+    words: str                           # the masked words
+    fingerprint: str = Field(index=True)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    active: bool = True                  # false once the verdict is taken back
+
+
 class Complaint(SQLModel, table=True):
     """A complaint filed with a data protection authority (Art. 77)."""
 
@@ -158,4 +193,15 @@ class Complaint(SQLModel, table=True):
     filed: date
     reference: str = ""
     state: str = "filed"                 # filed | answered | closed
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+class Member(SQLModel, table=True):
+    """A person an organisation acts for, known by the address they forward Meta's mails from (intake.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(unique=True)    # lower case: the From address of their forwards
+    name: str
+    country: str                         # ISO 3166-1 alpha-2: their requests' country, decides the authority
+    region: str | None = None            # German Land code (e.g. "BY") for the state authorities
     created_at: NaiveDatetime = Field(default_factory=utcnow)

@@ -80,6 +80,10 @@ class ParsedMail:
     too_large: bool = False           # over the size limit: headers only
     # Where the body starts, for reading it without parsing the headers again.
     body_start: int = field(default=0, repr=False, compare=False)
+    # The d= domains of the DKIM signatures the tracker verified itself. None: not checked here,
+    # the mail server's Authentication-Results decide; set for the original attached to a forward
+    # (tracker/intake.py), which reached the intake mailbox with no header of its own server.
+    dkim_verified_domains: tuple[str, ...] | None = None
 
     @cached_property
     def _parts(self) -> tuple[str, str]:

@@ -33,7 +33,7 @@ CATEGORY_LABELS = {"meta_other": "needs your review", "suspicious": "suspicious"
 EVENT_LABELS = {
     "submitted": "request sent", "otp": "code received", "acknowledgement": "Meta confirmed receipt",
     "info_requested": "more information requested", "extended": "deadline extended", "approved": "approved",
-    "rejected": "refused", "complaint_filed": "complaint filed", "note": "note",
+    "rejected": "refused", "complaint_filed": "complaint filed", "note": "note", "changed": "changed by you",
 }
 # Short kinds for the 80-column table; the plain layout uses KIND_LABELS.
 KIND_SHORT = {"ai_objection": "AI objection", "third_party_data": "third-party data"}
@@ -130,18 +130,18 @@ def _print_plain(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def render_status(console: Console, status: dict) -> None:
+def render_status(console: Console, status: dict, *, wide: bool = False) -> None:
     """Every string that may come from a mail (addresses, subjects, names, reasons, errors) goes
     through safe_text.terminal (``t``) or, without markup, safe_text.plain: it shows as written,
     never as markup or control codes.
 
     On a terminal: tables that fit a request in two lines at 80 columns. Elsewhere (a pipe, a cron
     mail): plain lines, no box drawing, never wrapped inside a word, a date, an address or a URL."""
-    if not console.is_terminal:
-        _render_status_plain(console, status)
+    if not console.is_terminal or wide:
+        _render_status_plain(console, status, wide=wide)
         return
     if status["requests"]:
-        rows = []
+        rows, notes = [], []
         for entry in status["requests"]:
             kind = KIND_SHORT.get(entry["kind"], entry["kind"])
             first, second = entry["address"] or "-", f"{entry['platform']}, {kind}"
@@ -154,11 +154,12 @@ def render_status(console: Console, status: dict) -> None:
                 note = f"{c['authority']} {'silent' if c['authority_overdue'] else 'to answer'}"
             style = STATE_STYLES.get(entry["state"], "")
             late = entry["overdue"] or bool(entry["complaint"] and entry["complaint"]["authority_overdue"])
-            rows.append((str(entry["id"]), first, second, f"[{style}]{t(state_label(entry['state']))}[/]"
-                         + (f"\n{t(', '.join(flags))}" if flags else ""),
+            if flags:  # below the table: in the state column they would make the row three lines or more
+                notes.append(f"#{entry['id']}: {', '.join(flags)}")
+            rows.append((str(entry["id"]), first, second, f"[{style}]{t(state_label(entry['state']))}[/]",
                          f"{t(entry['submitted'] or '-')}\n{t(local_time(entry['last_mail']))}",
                          t(day) + (f"\n[bold red]{t(note)}[/]" if late else f"\n{t(note)}" if note else "")))
-        table = Table(title=f"Requests ({status['today']})", **_COMPACT)
+        table = Table(title=t(f"Requests ({status['today']}{_filtered(status)})"), **_COMPACT)
         table.add_column("#", justify="right", no_wrap=True)
         # An address cannot break at a space: the column is as wide as the longest (up to 40
         # characters); only a longer one folds.
@@ -173,9 +174,13 @@ def render_status(console: Console, status: dict) -> None:
         for number, first, second, state, dates, deadline in rows:
             table.add_row(number, f"{t(first)}\n{t(second)}", state, dates, deadline)
         console.print(table)
+        for note in notes:
+            console.print(plain(note), markup=False, highlight=False)
+    elif status.get("filter"):
+        console.print(f"No requests match{_filtered(status, ':')}.", markup=False, highlight=False)
     else:
-        console.print("No requests yet. Ingest mail (`privacy-tracker ingest PATH`) or add one "
-                      "(`privacy-tracker request add`).")
+        console.print(f"No requests yet{_in_database(status)}. Ingest mail (`privacy-tracker ingest PATH`) or add "
+                      "one (`privacy-tracker request add`).", markup=False, highlight=False)
 
     if status["review"]:
         review = Table(title="Mails to review", **_COMPACT)
@@ -191,10 +196,18 @@ def render_status(console: Console, status: dict) -> None:
             style = "bold red" if m["category"] == "suspicious" else "yellow"
             sender = "\n".join(filter(None, [t(m["sender_name"]), t(m["sender"] or "-")]))
             review.add_row(str(m["id"]), t(local_time(m["date"])),
-                           f"{sender}\n[{style}]{t(_label(CATEGORY_LABELS, m['category']))}[/]",
+                           f"{sender}\n[{style}]{t(_review_label(m))}[/]",
                            f"{t(m['subject'])}\n[dim]{t(m['reason'])}[/]")
         console.print(review)
-        console.print("Looked at one? `privacy-tracker reviewed ID` takes it off this list.", markup=False)
+        console.print(REVIEW_HINT, markup=False)
+    for code in status.get("codes", ()):
+        console.print(f"[bold]One-time code[/] for {t(code['address'])} ({t(code['platform'])}): "
+                      f"[bold]{t(code['code'])}[/], received {t(local_time(code['received'], minutes=True))}. "
+                      f"Enter it in Meta's form soon: codes expire.", highlight=False)
+    for m in status.get("learned", ()):
+        console.print(f"Mail #{m['id']} of {t(local_time(m['date']))} is {t(m['category'])}: "
+                      f"{t(_learned_from(m))} (privacy-tracker review {m['id']} --as ... corrects it).",
+                      highlight=False, soft_wrap=not console.is_terminal)
 
     for notice in status.get("suggestions", ()):
         address, platform = t(notice["address"]), t(notice["platform"] or "facebook")
@@ -231,11 +244,44 @@ def render_status(console: Console, status: dict) -> None:
     console.print(f"{status['messages_seen']} mail(s) seen.")
 
 
-def _render_status_plain(console: Console, status: dict) -> None:
+def _round_outcome(state: str) -> str:
+    """How a round ended, in a word ("refused"), or where it stands."""
+    return {"rejected": "refused", "approved": "approved", "complaint_filed": "refused, complaint filed"}.get(
+        state, state_label(state))
+
+
+REVIEW_HINT = ("What is it? `privacy-tracker review` shows the guesses; `privacy-tracker review ID --as CATEGORY` "
+               "says what it is, `privacy-tracker reviewed ID` takes it off this list.")
+
+
+def _review_label(mail: dict) -> str:
+    label = _label(CATEGORY_LABELS, mail["category"])
+    return f"uncertain: {label}" if mail.get("uncertain") else label
+
+
+def _learned_from(mail: dict) -> str:
+    reason = mail.get("reason") or ""
+    found = reason.find("learned from ")
+    return reason[found:].rstrip(".") if found >= 0 else "learned from your verdict"
+
+
+def _filtered(status: dict, lead: str = ";") -> str:
+    """The filters of `status --member/--state/...`, so a partial list is not taken for all of it."""
+    only = status.get("filter") or {}
+    shown = ", ".join(f"{key} {value}" for key, value in only.items() if value)
+    return f"{lead} {plain(shown)}" if shown else ""
+
+
+def _in_database(status: dict) -> str:
+    """Which database is empty, so that a mistyped path shows."""
+    return f" in {plain(status['database'])}" if status.get("database") else ""
+
+
+def _render_status_plain(console: Console, status: dict, *, wide: bool = False) -> None:
     """For a pipe or a cron mail: a request is two lines, everything else one line per item."""
     out = lambda text: _print_plain(console, text)  # noqa: E731
     if status["requests"]:
-        out(f"Requests ({status['today']})")
+        out(f"Requests ({status['today']}{_filtered(status)})")
         for entry in status["requests"]:
             kind = KIND_LABELS.get(entry["kind"], entry["kind"])
             day, note = _deadline_parts(entry)
@@ -243,10 +289,24 @@ def _render_status_plain(console: Console, status: dict) -> None:
             details = [state_label(entry["state"]), f"{RECEIVED} {entry['submitted'] or '-'}",
                        f"last mail {local_time(entry['last_mail'])}", deadline]
             flags = _flags(entry)
-            out(f"#{entry['id']} {plain(entry['address'])}, {plain(entry['platform'])}, {plain(kind)}")
+            head = f"#{entry['id']} {plain(entry['address'])}, {plain(entry['platform'])}, {plain(kind)}"
+            if wide:  # everything on one line: the country, each round, the complaint
+                extra = [f"country {entry['country']}"] if entry.get("country") else []
+                if len(entry.get("rounds", ())) > 1:
+                    extra += [f"round {r['number']}: {_round_outcome(r['state'])}"
+                              + (f" on {r['decided']}" if r["decided"] else "") for r in entry["rounds"]]
+                if entry["complaint"]:
+                    c = entry["complaint"]
+                    extra.append(f"complaint to {c['authority']} filed {c['filed']}, answer due "
+                                 f"{c['authority_deadline'] or 'unknown'}")
+                out(head + "; " + "; ".join(plain(d) for d in [*details, *extra]) + (f"; {plain(flags)}" if flags else ""))
+                continue
+            out(head)
             out("    " + "; ".join(plain(d) for d in details) + (f"; {plain(flags)}" if flags else ""))
+    elif status.get("filter"):
+        out(f"No requests match{_filtered(status, ':')}.")
     else:
-        out("No requests yet. Ingest mail (`privacy-tracker ingest PATH`) or add one "
+        out(f"No requests yet{_in_database(status)}. Ingest mail (`privacy-tracker ingest PATH`) or add one "
             "(`privacy-tracker request add`).")
 
     if status["review"]:
@@ -254,9 +314,15 @@ def _render_status_plain(console: Console, status: dict) -> None:
         out("Mails to review")
         for m in status["review"]:
             sender = f"{m['sender_name'] or ''} <{m['sender'] or ''}>".strip()
-            out(f"#{m['id']} {local_time(m['date'])} {_label(CATEGORY_LABELS, m['category'])}: "
+            out(f"#{m['id']} {local_time(m['date'])} {_review_label(m)}: "
                 f"from {plain(sender)}; subject: {plain(m['subject'])}; why: {plain(m['reason'])}")
-        out("Looked at one? `privacy-tracker reviewed ID` takes it off this list.")
+        out(REVIEW_HINT)
+    for code in status.get("codes", ()):
+        out(f"One-time code for {plain(code['address'])} ({plain(code['platform'])}): {plain(code['code'])}, "
+            f"received {local_time(code['received'], minutes=True)}. Enter it in Meta's form soon: codes expire.")
+    for m in status.get("learned", ()):
+        out(f"Mail #{m['id']} of {local_time(m['date'])} is {plain(m['category'])}: {plain(_learned_from(m))} "
+            f"(privacy-tracker review {m['id']} --as ... corrects it).")
 
     for notice in status.get("suggestions", ()):
         address, platform = plain(notice["address"]), plain(notice["platform"] or "facebook")
@@ -298,6 +364,13 @@ def render_timeline(console: Console, summary: dict, events: list[dict]) -> None
                   f"{t(KIND_LABELS.get(summary['kind'], summary['kind']))}", soft_wrap=soft)
     console.print(f"State: {t(state_label(summary['state']))}   {RECEIVED}: {t(summary['submitted'] or '-')}   "
                   f"deadline: {_deadline_cell(summary)}", soft_wrap=soft)
+    rounds = summary.get("rounds", ())
+    if len(rounds) > 1:
+        for r in rounds:
+            outcome = (f"{_round_outcome(r['state'])} on {r['decided']}" if r["decided"]
+                       else f"{state_label(r['state'])}, deadline {r['deadline'] or '-'}")
+            late = " (answered late)" if r["answered_late"] else ""
+            _print_plain(console, f"Round {r['number']}: {RECEIVED} {r['received'] or '-'}; {outcome}{late}")
     if soft:
         for event in events:
             _print_plain(console, f"{local_time(event['date'], minutes=True)}  "

@@ -1,7 +1,8 @@
-"""The SQLite database: engine, sessions, and the queries the rest of the tracker shares.
+"""The database (SQLite, or PostgreSQL): engine, sessions, and the queries the rest of the tracker shares.
 
-The database file and its folder are created owner-only (0600 / 0700): they
-hold the person's addresses, mail subjects and evidence for a complaint.
+A SQLite file and its folder are created owner-only (0600 / 0700): they hold the
+person's addresses, mail subjects and evidence for a complaint. On PostgreSQL
+the server keeps the data; who may read it is the server's grants.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlmodel import Session, create_engine, func, select
 
 from tracker import lifecycle, migrations
 from tracker.errors import NotFoundError, StoreError
-from tracker.models import Account, Complaint, Event, Message, Request
+from tracker.models import Account, Complaint, Event, LearnedTemplate, Message, Request
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,11 @@ def make_private_dirs(folder: Path) -> list[Path]:
     return created
 
 
-def _create_private_file(path: Path) -> None:
+def _create_private_file(path: Path, create_folder: bool = True) -> None:
+    if not create_folder and not path.parent.is_dir():
+        # A typo in a configured path must not quietly start a new, empty database.
+        raise StoreError(f"the folder {path.parent} of the database does not exist: "
+                         f"create it or fix [database] url")
     make_private_dirs(path.parent)
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
@@ -101,22 +106,27 @@ def _create_private_file(path: Path) -> None:
 class Store:
     """One database. ``session()`` gives a SQLModel session that commits on success."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, create_folder: bool = True):
+        """``create_folder``: whether a missing folder of a SQLite file may be created (the default
+        location may; a configured ``[database] url`` may not)."""
         self.url = url
         self.path = _sqlite_path(url)
         try:
             if self.path is not None:
-                _create_private_file(self.path)
+                _create_private_file(self.path, create_folder)
             # hide_parameters: SQL logging (-vvv) and errors must not show one-time codes or addresses.
-            self.engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, hide_parameters=True)
-            sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine = create_engine(url, hide_parameters=True, **_engine_options(url))
+            if self.engine.dialect.name == "sqlite":
+                sa_event.listen(self.engine, "connect", _sqlite_pragmas)
+            elif self.engine.dialect.name == "postgresql":
+                sa_event.listen(self.engine, "connect", _postgresql_settings)
             sa_event.listen(self.engine, "handle_error", _busy_as_one_line)
             # The schema: created at head when new, upgraded in place (after a backup) when older.
             migrations.upgrade(self.engine, url)
         except ImportError as err:  # postgresql://, mysql://... without the driver installed
             raise StoreError(_missing_driver(url, err)) from None
         except (OSError, SQLAlchemyError) as err:
-            raise StoreError(f"cannot open database {_shown_url(url)}: {err}") from err
+            raise StoreError(f"cannot open database {_shown_url(url)}: {_one_line(err, url)}") from err
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -130,13 +140,17 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A session that holds SQLite's write lock from its first statement (BEGIN IMMEDIATE).
+        """A session whose reads and writes take effect as if no other transaction ran meanwhile.
 
-        What it reads is the committed state, and nobody can commit in between until
-        it commits: a check that reads and then writes (the overdue check) acts on what
-        is true, not on what was true a moment before. Keep the work inside short: parse
+        On SQLite it holds the write lock from its first statement (BEGIN IMMEDIATE): what
+        it reads is the committed state, and nobody can commit in between until it commits,
+        so a check that reads and then writes (the overdue check) acts on what is true, not
+        on what was true a moment before. On PostgreSQL every transaction of the tracker is
+        SERIALIZABLE (see ``_engine_options``), which gives the same guarantee without a
+        global lock: of two transactions whose reads and writes cross, one fails with a
+        serialization failure, raised as ``DatabaseBusy``. Keep the work inside short: parse
         and classify before entering. Raises ``DatabaseBusy`` if the lock is not had within
-        ``BUSY_TIMEOUT_SECONDS``; ``retry_busy`` tries again with backoff.
+        ``BUSY_TIMEOUT_SECONDS`` (or on such a conflict); ``retry_busy`` tries again with backoff.
         """
         with self.session() as session:
             if self.engine.dialect.name == "sqlite":
@@ -156,17 +170,36 @@ LOCK_WAIT_SECONDS = 120.0
 
 
 class DatabaseBusy(StoreError):
-    """Another process held SQLite's write lock for longer than we waited."""
+    """Another process held SQLite's write lock for longer than we waited, or (PostgreSQL) a
+    transaction crossed another one's reads and writes, or waited too long for a lock."""
+
+
+# PostgreSQL's SQLSTATEs for "another transaction was in the way; the same work may well succeed
+# again", with what the person is told.
+_PG_LOCK_NOT_AVAILABLE = "55P03"   # lock_timeout passed
+_PG_BUSY = {
+    "40001": "another privacy-tracker process changed the same records at the same time",
+    "40P01": "another process was waiting for this one's records while this one waited for its (a deadlock)",
+    _PG_LOCK_NOT_AVAILABLE: "another process kept a lock",
+}
 
 
 def _busy_as_one_line(context) -> None:
-    """SQLAlchemy's handle_error hook: "database is locked" becomes DatabaseBusy, a one-line error."""
+    """SQLAlchemy's handle_error hook: "database is locked" (SQLite) and PostgreSQL's serialization
+    failure, deadlock and lock timeout become DatabaseBusy, a one-line error ``retry_busy`` retries."""
     original = context.original_exception
     if "database is locked" in str(original) or "database table is locked" in str(original):
         raise DatabaseBusy(
             f"the database is busy: another privacy-tracker process (or a program that opened "
             f"the file) kept it locked for more than {BUSY_TIMEOUT_SECONDS:g} s; this change was not "
             f"saved, try again in a moment") from original
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in _PG_BUSY:
+        why = _PG_BUSY[sqlstate]
+        if sqlstate == _PG_LOCK_NOT_AVAILABLE:
+            why += f" for more than {BUSY_TIMEOUT_SECONDS:g} s"
+        raise DatabaseBusy(f"the database is busy: {why}; this change was not saved, "
+                           f"try again in a moment") from original
 
 
 T = TypeVar("T")
@@ -223,6 +256,52 @@ def _missing_driver(url: str, err: ImportError) -> str:
     package = _DRIVER_PACKAGES.get(module, module or "the driver")
     return (f"the database URL {_shown_url(url)} needs the {driver} driver, which is not installed: "
             f"pip install '{package}' (or use a sqlite:/// URL)")
+
+
+def _one_line(err: BaseException, url: str) -> str:
+    """The driver's own message in one line (psycopg's run over several), without the password."""
+    text = str(getattr(err, "orig", None) or err)
+    text = text.split("(Background on this error at:", 1)[0]
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    try:
+        from sqlalchemy.engine import make_url
+        password = make_url(url).password
+    except Exception:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return text or type(err).__name__
+
+
+def _engine_options(url: str) -> dict:
+    """create_engine's options for the database the URL names."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_SECONDS}}
+    if backend == "postgresql":
+        # SERIALIZABLE for every transaction, not only Store.write(): the checks that read and then
+        # write (an overdue alert against a refusal recorded at the same time, a folder's lease, an
+        # alert queued once by key) also run in the ingest's plain sessions, and PostgreSQL detects
+        # a conflict only between two SERIALIZABLE transactions. A conflict fails one of them with
+        # SQLSTATE 40001, which is DatabaseBusy and retried whole, as SQLite's busy lock is.
+        options: dict = {"isolation_level": "SERIALIZABLE", "pool_pre_ping": True}
+        if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+            # A server that does not answer is one line after 10 s, not a hang.
+            options["connect_args"] = {"connect_timeout": 10}
+        return options
+    return {}
+
+
+def _postgresql_settings(dbapi_connection, _record) -> None:
+    """Each PostgreSQL connection waits for a row or table lock as long as SQLite waits for its
+    write lock, then fails (SQLSTATE 55P03, DatabaseBusy), rather than forever."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"SET lock_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    cursor.close()
+    dbapi_connection.commit()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -324,26 +403,36 @@ def message_count(session: Session) -> int:
     return session.exec(select(func.count()).select_from(Message)).one()
 
 
+def last_message_id(session: Session) -> int:
+    return session.exec(select(func.max(Message.id))).one() or 0
+
+
+def categories_after(session: Session, message_id: int) -> dict[str, int]:
+    """How many mails of each category were recorded after ``message_id`` (what a poll brought)."""
+    rows = session.exec(select(Message.category, func.count()).where(Message.id > message_id)
+                        .group_by(Message.category))
+    return {category: count for category, count in rows}
+
+
 def message_counts_by_account(session: Session) -> dict[int, int]:
     rows = session.exec(select(Message.account_id, func.count()).group_by(Message.account_id))
     return {account_id: count for account_id, count in rows}
 
 
-def messages_for_review(session: Session, categories) -> list[Message]:
-    return list(session.exec(select(Message).where(Message.category.in_(categories),
-                                                   Message.reviewed == False)  # noqa: E712
-                             .order_by(Message.mail_date)))
-
-
-def mark_reviewed(session: Session, message_ids: list[int]) -> list[int]:
-    """Take mails off the review list; returns the ids that were on it."""
-    found = list(session.exec(select(Message).where(Message.id.in_(message_ids), Message.reviewed == False)))  # noqa: E712
-    for message in found:
-        message.reviewed = True
-        session.add(message)
-    return sorted(m.id for m in found)
-
-
 def messages_of_request(session: Session, request_id: int) -> list[Message]:
     return list(session.exec(select(Message).where(Message.request_id == request_id)
-                             .order_by(Message.mail_date)))
+                             .order_by(Message.mail_date.nulls_first())))
+
+
+# ---- templates learned from verdicts ------------------------------------------
+
+def learned_templates(session: Session) -> tuple:
+    """Every active learned template, oldest first (so a newer verdict on the same template wins)."""
+    from tracker.rules.engine import LEARNED_PREFIX
+    from tracker.rules.templates import Template
+
+    rows = session.exec(select(LearnedTemplate).where(LearnedTemplate.active == True)  # noqa: E712
+                        .order_by(LearnedTemplate.id))
+    return tuple(Template(id=f"{LEARNED_PREFIX}{row.id}", category=row.category, words=row.words,
+                          platform=row.platform, kind=row.kind, source=f"your verdict on mail #{row.message_id}")
+                 for row in rows)

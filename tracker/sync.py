@@ -36,6 +36,10 @@ A changed UIDVALIDITY means the folder's UIDs now name other messages (the
 folder was deleted and created again, or the server rebuilt its index): that
 folder is synced again from the start, and the mails recorded before are
 recognised by Message-ID and content (sha256) and not recorded twice.
+
+An ``[[intake]]`` mailbox is polled the same way, except that every new mail
+is fetched (a forward comes From the member, not from Meta) and each takes the
+intake path (tracker/intake.py) instead of the classifier's.
 """
 
 from __future__ import annotations
@@ -55,13 +59,14 @@ from datetime import date, datetime, timedelta
 from typing import Iterator
 
 from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from tracker import alerts, store
+from tracker import alerts, intake, store
 from tracker.authenticity import parse_authentication_results
-from tracker.config import AccountSettings, Settings
+from tracker.config import AccountSettings, IntakeSettings, Settings
 from tracker.errors import ConfigError, MailboxAuthError, MailboxConnectionError, SourceError, TrackerError
 from tracker.ingest import NEW, Ingestor, disk_full_error
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
@@ -261,9 +266,10 @@ class FolderLease:
     def _acquire(self) -> bool:
         now = utcnow()
         with self.db.write() as session:
-            # One statement, so two processes cannot both see the lease free.
-            statement = sqlite_insert(FolderLock).values(key=self.key, holder=self.holder,
-                                                         expires_at=self._expiry(now))
+            # One statement, so two processes cannot both see the lease free
+            # (INSERT ... ON CONFLICT DO UPDATE ... WHERE: the same on SQLite and PostgreSQL).
+            insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            statement = insert(FolderLock).values(key=self.key, holder=self.holder, expires_at=self._expiry(now))
             statement = statement.on_conflict_do_update(
                 index_elements=["key"], set_={"holder": self.holder, "expires_at": self._expiry(now)},
                 where=(FolderLock.expires_at < now) | (FolderLock.holder == self.holder))
@@ -353,7 +359,7 @@ class Poller:
     def poll_all(self) -> list[AccountPoll]:
         """Poll every account once; one account's failure does not stop the others."""
         results = []
-        for account in self.settings.accounts:
+        for account in self.settings.mailboxes:  # the [[intake]] mailboxes after the [[accounts]]
             if self.stop.is_set():
                 break
             results.append(self.poll_account(account))
@@ -361,6 +367,7 @@ class Poller:
 
     def poll_account(self, account: AccountSettings) -> AccountPoll:
         """Poll every folder of one account, then record how it went in the Account row."""
+        self.ingestor.refresh_learned()  # a verdict given since the last poll counts from this one
         account_id = self._account_id(account)
         connection = self.connect(account)
         result = AccountPoll(account.name, traffic=connection.traffic)
@@ -459,6 +466,8 @@ class Poller:
         arrival would be passed over for good. Reading the headers costs in
         proportion to the new mail, not to the mailbox.
         """
+        if isinstance(account, IntakeSettings):
+            return intake.new_uids(connection, after_uid, account.since)
         terms = sender_search_terms(self.settings.authenticity.meta_domains)
         if after_uid == 0:
             criteria = search_criteria(self.settings.authenticity.meta_domains, after_uid, account.since)
@@ -540,12 +549,14 @@ class Poller:
                     settings: Settings | None = None) -> bool:
         """Fetch and record the matches. False when stopped before the last one."""
         done = 0
+        reader = intake.IntakeReader(self.ingestor, account) if isinstance(account, IntakeSettings) else None
         self._report(account.name, folder, done, len(uids))
         for batch in connection.fetch_in_batches(uids):
             for mail in batch:
                 if self.stop.is_set():
                     return False
-                outcome = self._record_one(account_id, account.name, folder, status, mail, lease, settings)
+                outcome = self._record_one(account_id, account.name, folder, status, mail, lease, settings,
+                                           reader=reader)
                 if outcome == NEW:
                     result.new += 1
                 else:
@@ -559,7 +570,8 @@ class Poller:
         return True
 
     def _record_one(self, account_id: int, account_name: str, folder: str, status: FolderStatus,
-                    mail: FetchedMail, lease: FolderLease, settings: Settings | None = None) -> str:
+                    mail: FetchedMail, lease: FolderLease, settings: Settings | None = None,
+                    reader: Ingestor | intake.IntakeReader | None = None) -> str:
         """The message, its events and alerts, and the checkpoint advance: one transaction.
 
         The mail is parsed and classified first, outside any transaction: reading a
@@ -569,7 +581,8 @@ class Poller:
         """
         item = MailItem(raw=mail.raw, label=f"{account_name}/{folder}#{mail.uid}", folder=folder,
                         uidvalidity=status.uidvalidity, uid=mail.uid, internal_date=mail.internal_date)
-        prepared = self.ingestor.prepare(item, settings)
+        reader = reader or self.ingestor  # an intake mailbox's mail takes the intake path
+        prepared = reader.prepare(item, settings)
 
         def write() -> str:
             with self.db.write() as session:
@@ -577,7 +590,7 @@ class Poller:
                 account = session.get(Account, account_id)
                 # A mail seen before (another folder, another account) inserts nothing; the
                 # transaction holds SQLite's write lock from its start, so no other writer races us here.
-                outcome, _message = self.ingestor.record(session, account, item, prepared)
+                outcome, _message = reader.record(session, account, item, prepared)
                 checkpoint = self._checkpoint_row(session, account_id, folder)
                 checkpoint.last_uid = max(checkpoint.last_uid, mail.uid)
                 checkpoint.updated_at = utcnow()

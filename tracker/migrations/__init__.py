@@ -9,11 +9,16 @@
   upgraded in place;
 - whenever an existing database is about to change, a copy of the SQLite file is
   made next to it first (owner-only, 0600), with SQLite's backup API, so the
-  copy is consistent even with a write-ahead log.
+  copy is consistent even with a write-ahead log. A PostgreSQL database is not
+  copied (the log says so): a ``pg_dump`` before upgrading is its administrator's job.
 
 All of it runs in one transaction that holds SQLite's write lock from its start
 (BEGIN IMMEDIATE): two processes opening the same file at once (the daemon and a
 cron ``poll --once``) do not both migrate; the second waits, then finds it at head.
+On PostgreSQL the transaction takes a transaction-level advisory lock instead
+(``pg_advisory_xact_lock``, released by its commit or rollback), and reads at
+READ COMMITTED, so the second process, once it has the lock, sees what the first
+committed. PostgreSQL's DDL is transactional: a failed upgrade leaves nothing half done.
 
 A new revision: add a file to ``versions/`` (``script.py.mako`` is its template)
 whose ``down_revision`` is the current head. Never change a revision that shipped.
@@ -25,10 +30,11 @@ import functools
 import logging
 import os
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from tracker.errors import StoreError
 
@@ -40,6 +46,9 @@ BASELINE = "0001_baseline"
 # alembic_version means "made by the previous version", not "empty".
 _BASELINE_TABLES = frozenset({"account", "message", "request", "event", "alert", "checkpoint", "folderlock",
                               "complaint"})
+# The advisory lock that PostgreSQL processes take to migrate one at a time: any constant
+# bigint that nothing else on the database uses ("prtrack" + 0x01 in ASCII).
+_PG_MIGRATION_LOCK = 0x7072747261636B01
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,21 +111,32 @@ def backup(path: Path, revision: str | None) -> Path:
     return target
 
 
-def upgrade(engine, url: str) -> Path | None:
-    """Bring the database of ``engine`` to head. Returns the backup made, if any."""
+def upgrade(engine, url: str, *, quiet: bool = False) -> Path | None:
+    """Bring the database of ``engine`` to head. Returns the backup made, if any.
+
+    An upgrade of an existing database is logged as a warning, unless ``quiet`` (`db upgrade`
+    says it itself)."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.util import CommandError
 
     known = set(_script().get_heads())
     with engine.connect() as connection:
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            # Each statement sees what was committed before it: after waiting for the lock
+            # below, the revision read next is the one the other process left (a SERIALIZABLE
+            # transaction would keep the snapshot it took before the wait).
+            connection.execution_options(isolation_level="READ COMMITTED")
         # Almost always at head: one read, no lock, so opening never waits for a writer.
         current = MigrationContext.configure(connection).get_current_revision()
         connection.rollback()
         if current in known:
             return None
-        if connection.dialect.name == "sqlite":
+        if dialect == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         current = MigrationContext.configure(connection).get_current_revision()  # again, under the lock
         if current in known:
             connection.rollback()
@@ -140,11 +160,62 @@ def upgrade(engine, url: str) -> Path | None:
             connection.rollback()
             raise StoreError(f"cannot upgrade the database {_shown(url)}: {err}") from err
         connection.commit()
-    if existing:
+    if existing and not quiet:
         where = f"; the previous file is kept as {made}" if made else ""
+        if dialect == "postgresql":
+            where = "; no copy was made (for PostgreSQL, a pg_dump before upgrading is the administrator's job)"
         log.warning("database upgraded from schema %s to %s%s", current or f"{BASELINE} (no version)",
                     head(), where)
     return made
+
+
+def current_revision(engine) -> str | None:
+    """The database's schema revision; None for a database made before migrations, or an empty one."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """What `privacy-tracker db upgrade` did."""
+
+    where: str              # the SQLite file, or the URL without its password
+    before: str | None      # the revision it had; None: made before migrations (version 0.1.0), or empty
+    after: str | None       # None: there is no database there, and none was made
+    backup: Path | None     # the copy made first (SQLite)
+    created: bool = False   # it was empty: made at head, nothing to upgrade
+
+    @property
+    def changed(self) -> bool:
+        return self.after is not None and self.before != self.after
+
+
+def upgrade_database(url: str) -> Upgraded:
+    """Upgrade the database at ``url`` now, as opening it would. A SQLite file that does not
+    exist is not made (a mistyped path must not start a new, empty database)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    path = _sqlite_path(url)
+    where = str(path) if path is not None else _shown(url)
+    if path is not None and not path.is_file():
+        return Upgraded(where, None, None, None)
+    try:
+        engine = create_engine(url, connect_args={"timeout": 30} if path is not None else {})
+    except ImportError as err:
+        raise StoreError(f"cannot open database {where}: its driver is not installed ({err})") from None
+    try:
+        before = current_revision(engine)
+        with engine.connect() as connection:
+            empty = not set(inspect(connection).get_table_names())
+        made = upgrade(engine, url, quiet=True)
+        return Upgraded(where, before, current_revision(engine), made, created=empty)
+    except SQLAlchemyError as err:
+        raise StoreError(f"cannot upgrade the database {where}: {err}") from err
+    finally:
+        engine.dispose()
 
 
 def _shown(url: str) -> str:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -46,6 +46,7 @@ from tracker.rules.concepts import STRONG, ConceptRule, Signal, build_concept_ru
 from tracker.rules.lexicon import Lexicon, load_lexicon
 from tracker.rules.prefilter import Pattern, compile_pattern, words_of
 from tracker.rules.reading import CODE, Reading, Sentence, read
+from tracker.rules.templates import Template, fingerprint, template_words
 from tracker.text import normalise
 from tracker.vocabulary import (ACKNOWLEDGEMENT, APPROVED, CATEGORIES, DEFAULT_KIND, EXTENDED, INFO_REQUESTED,
                                 KINDS, META_OTHER, NOTICE, OTP, PLATFORMS, REJECTED, REQUEST_CATEGORIES,
@@ -71,6 +72,8 @@ PRECEDENCE = (OTP, REJECTED, APPROVED, INFO_REQUESTED, EXTENDED, ACKNOWLEDGEMENT
 _RECEIPT_OR_NEWS = frozenset({ACKNOWLEDGEMENT, NOTICE})
 # ...unless it gives strong signs of two of these: then the person decides.
 CONFLICTING = ((APPROVED, REJECTED), (OTP, APPROVED), (OTP, REJECTED))
+# Decisions on the request: read from a weak sign only, they are listed for the person to confirm.
+_DECISIONS = frozenset({APPROVED, REJECTED, INFO_REQUESTED})
 # Sentences around a code that say what the code is for.
 _CODE_CONTEXT_BEFORE, _CODE_CONTEXT_AFTER = 2, 1
 
@@ -102,6 +105,7 @@ class Classification:
     authenticity: str          # short label: "dkim-pass", "unverified", "lookalike-domain", "not-meta"...
     reason: str                # one sentence: why this category
     guesses: tuple[str, ...] = ()   # for mail held for review: the categories it might be, best first
+    uncertain: bool = False         # a decision read from a weak sign only: the person is asked to confirm it
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class Explanation:
             lines.append(f"Words:        {self.matched_words}")
         if c.guesses:
             lines.append(f"Guesses:      {', '.join(c.guesses)}")
+        if c.uncertain:
+            lines.append("Uncertain:    only a weak sign of the decision: listed for you to confirm")
         lines.append(f"Runner-up:    {self.runner_up or '-'}")
         if self.signals:
             lines.append("Signs found (category, strength, rule, words):")
@@ -315,6 +321,19 @@ class RuleSet:
     kind_patterns: tuple[tuple[str, tuple[Pattern, ...]], ...] = ()  # kind -> what names it, in file order
     reference: re.Pattern | None = None
     sources: tuple[str, ...] = ()
+    templates: tuple[Template, ...] = ()                             # [[template]] of the rules file, then learned
+
+    @cached_property
+    def _templates_by_fingerprint(self) -> dict[str, Template]:
+        return {t.fingerprint: t for t in self.templates}  # a later one (the newest verdict) wins
+
+    def template_for(self, words: str | None) -> Template | None:
+        return self._templates_by_fingerprint.get(fingerprint(words)) if words and self.templates else None
+
+    def with_learned(self, learned: tuple[Template, ...]) -> "RuleSet":
+        """These rules plus templates learned from the person's verdicts (they come last, so they win)."""
+        from_file = tuple(t for t in self.templates if not t.id.startswith(LEARNED_PREFIX))
+        return replace(self, templates=from_file + tuple(learned))
 
     def get(self, rule_id: str) -> Rule | ConceptRule | None:
         return next((rule for rule in (*self.rules, *self.concepts) if rule.id == rule_id), None)
@@ -329,11 +348,11 @@ def _read_toml(text: str, source: str) -> dict:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RulesError(f"{source}: not valid TOML: {err}") from err
-    unknown = set(document) - {"rule", "concept", "kinds", "defaults", "words"}
+    unknown = set(document) - {"rule", "concept", "template", "kinds", "defaults", "words"}
     if unknown:
         raise RulesError(f"{source}: unknown table(s) {', '.join(sorted(unknown))} "
-                         "(expected [[rule]], [[concept]], [words.LANGUAGE], [kinds], [defaults])")
-    for name in ("rule", "concept"):
+                         "(expected [[rule]], [[concept]], [[template]], [words.LANGUAGE], [kinds], [defaults])")
+    for name in ("rule", "concept", "template"):
         if not isinstance(document.get(name, []), list):
             raise RulesError(f"{source}: write {name}s as [[{name}]] tables")
     defaults = document.get("defaults", {})
@@ -367,6 +386,33 @@ def _tables_by_id(document: dict, name: str, source: str, into: dict[str, tuple[
         into.pop(table_id, None)  # an override takes the place of the original in file order
         if table.get("enabled", True) is not False:
             into[table_id] = (table, source, index)
+
+
+LEARNED_PREFIX = "learned:"
+# What a verdict may make a mail (review --as, a [[template]]): held and fake are not meanings.
+TEMPLATE_CATEGORIES = tuple(c for c in CATEGORIES if c not in (META_OTHER, SUSPICIOUS))
+
+
+def _build_template(table: dict, source: str, index: int) -> Template:
+    """A [[template]] of a rules file: ``rules export`` writes them from learned verdicts."""
+    where = f"{source}: template #{index}"
+    unknown = set(table) - {"id", "category", "words", "platform", "kind", "description"}
+    if unknown:
+        raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    template_id, category, words = table.get("id"), table.get("category"), table.get("words")
+    if not isinstance(template_id, str) or not template_id.strip() or template_id.startswith(LEARNED_PREFIX):
+        raise RulesError(f"{where}: 'id' must be a name (not starting with {LEARNED_PREFIX!r})")
+    if category not in TEMPLATE_CATEGORIES:
+        raise RulesError(f"{where}: category must be one of {', '.join(TEMPLATE_CATEGORIES)}")
+    if not isinstance(words, str) or not words.strip():
+        raise RulesError(f"{where}: 'words' must be the masked text `rules export` writes")
+    platform, kind = table.get("platform"), table.get("kind")
+    if platform is not None and platform not in PLATFORMS:
+        raise RulesError(f"{where}: platform must be one of {', '.join(PLATFORMS)}")
+    if kind is not None and kind not in KINDS:
+        raise RulesError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    return Template(id=template_id, category=category, words=" ".join(words.split()), platform=platform,
+                    kind=kind, source=f"template {template_id} of {source}")
 
 
 def load_rules(user_file: Path | None = None) -> RuleSet:
@@ -409,6 +455,8 @@ def load_rules(user_file: Path | None = None) -> RuleSet:
                 extra_words.setdefault(language, {}).setdefault(concept, []).extend(
                     terms if isinstance(terms, list) else [terms])
 
+    templates = tuple(_build_template(table, source, index) for document, source in documents
+                      for index, table in enumerate(document.get("template", []), 1))
     default_reference = defaults.get("extract_reference")
     rules = [_build_rule(table, source, index, None) for table, source, index in rule_tables.values()]
     concepts = tuple(build_concept_rule(table, source, index, KINDS)
@@ -423,6 +471,7 @@ def load_rules(user_file: Path | None = None) -> RuleSet:
         kind_patterns=tuple(kinds.items()),
         reference=reference,
         sources=tuple(s for _, s in documents),
+        templates=templates,
     )
 
 
@@ -630,6 +679,16 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
         return _Decision(result(META_OTHER, f"Held for review: {verdict.held}", platform=platform),
                          reading=reading)
 
+    # The person said what a mail of exactly this template means (a verdict, or an exported
+    # [[template]]): it decides, but only for mail whose sender is verified.
+    if verdict.authenticated is True and rules.templates:
+        learned = rules.template_for(template_words(mail.subject, mail.text, mail.recipient))
+        if learned is not None:
+            return _finish(mail, rules, auth, verdict, reading, result, learned.category, learned.id,
+                           f"learned from {learned.source}", platform=platform_of(mail, learned.platform),
+                           kind=learned.kind, reference=reference, code=_find_code(reading, rules.reference),
+                           decision=dict(reading=reading))
+
     # A pattern rule that matches is the person's own word for this template: it decides.
     text = MailText.of(mail) if rules.rules else None
     for rule in rules.rules:
@@ -686,11 +745,14 @@ def _decide(mail: ParsedMail, rules: RuleSet, auth: AuthenticitySettings, verdic
 
     concept = rules.get(deciding.rule)
     rule_kind = concept.kind if isinstance(concept, ConceptRule) else None
-    return _finish(mail, rules, auth, verdict, reading, result, deciding.category, deciding.rule,
+    finished = _finish(mail, rules, auth, verdict, reading, result, deciding.category, deciding.rule,
                    f'rule {deciding.rule} read "{_masked(_short(deciding.sentence.text))}"'
                    + (f" ({deciding.words()})" if deciding.matched else ""),
                    platform=platform, kind=rule_kind, reference=reference, code=code,
                    decision=dict(deciding=deciding, **info))
+    if deciding.strength < STRONG and finished.classification.category in _DECISIONS:
+        finished = replace(finished, classification=replace(finished.classification, uncertain=True))
+    return finished
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -125,7 +125,15 @@ def read_password(account: AccountSettings) -> str:
         return value
     if account.password_command:
         return _run_secret_command(account, account.password_command, "password_command")
-    raise ConfigError(f"account {account.name}: set password_env, password_command or oauth2_token_command")
+    if account.password_keyring:
+        from tracker.secrets import keyring_password
+
+        try:
+            return keyring_password(account.username)
+        except ConfigError as err:
+            raise ConfigError(f"account {account.name}: {err}") from None
+    raise ConfigError(f"account {account.name}: set password_env, password_command, password_keyring = true "
+                      f"or oauth2_token_command")
 
 
 def tls_context(account: AccountSettings) -> ssl.SSLContext:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import mailbox
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +17,41 @@ log = logging.getLogger(__name__)
 # In a plain folder only these are taken as mail, so a README or manifest beside
 # the mails is not reported as a damaged message. Named files are always read.
 MAIL_SUFFIXES = {".eml", ".msg", ".mbox", ".mbx", ""}
+
+# A mail begins with header fields, "Name: value" (RFC 5322 section 2.2), and every mail a
+# program writes or a server delivers has at least one of these. A PDF, a TOML file or a letter
+# has none: recorded, it would sit on the review list for ever as a "damaged mail".
+_MAIL_FIELDS = frozenset({b"from", b"date", b"subject", b"message-id", b"received", b"return-path", b"to"})
+_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")   # a field name: printable ASCII but the colon
+_LOOK_BYTES = 64 * 1024
+
+
+def not_mail_reason(raw: bytes) -> str | None:
+    """Why ``raw`` is not a mail at all, or None when it starts like one (even a damaged one).
+
+    Its first non-empty lines must be header fields (folded lines allowed) naming at least one
+    of From, Date, Subject, Message-ID, Received, Return-Path, To; an mbox "From " line counts.
+    """
+    head = raw[:_LOOK_BYTES].removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")  # a byte order mark is no text
+    if not head:
+        return "not a mail (empty file)"
+    if head.startswith(b"From "):
+        return None
+    names: set[bytes] = set()
+    for line in head.splitlines():
+        if not line.strip():
+            break                      # the end of the header block
+        if line[:1] in (b" ", b"\t") and names:
+            continue                   # a folded field goes on
+        field = _FIELD.match(line)
+        if field is None:
+            break                      # a damaged header block: what came before decides
+        names.add(field.group(1).lower())
+    if names & _MAIL_FIELDS:
+        return None
+    if head.startswith(b"%PDF"):
+        return "not a mail (a PDF document)"
+    return "not a mail (no header lines such as From:, Date:, Subject: at its start)"
 
 
 def _children(folder: Path) -> list[Path]:
@@ -48,10 +84,16 @@ def _from_line_date(from_line: bytes) -> datetime | None:
 
 
 class LocalSource(MailSource):
-    """Reads the given paths in a stable order; never writes to them."""
+    """Reads the given paths in a stable order; never writes to them.
 
-    def __init__(self, paths: Iterable[Path | str]):
+    ``on_not_mail(label, why)``, when given, is told of each file that is not a mail at all
+    (see :func:`not_mail_reason`), which is then left out; without it such a file is read like
+    any other and comes out as a damaged mail (`classify` shows it so).
+    """
+
+    def __init__(self, paths: Iterable[Path | str], on_not_mail: Callable[[str, str], None] | None = None):
         self.paths = [Path(p) for p in paths]
+        self.on_not_mail = on_not_mail
         for path in self.paths:
             if not path.exists():
                 raise SourceError(f"no such file or folder: {path}")
@@ -75,7 +117,14 @@ class LocalSource(MailSource):
         elif is_mbox(path):
             yield from self._read_mbox(path)
         else:
-            yield self._read_file(path)
+            yield from self._checked(self._read_file(path))
+
+    def _checked(self, item: MailItem) -> Iterator[MailItem]:
+        why = None if self.on_not_mail is None or item.error else not_mail_reason(item.raw)
+        if why is None:
+            yield item
+        else:
+            self.on_not_mail(item.label, why)
 
     @staticmethod
     def _read_file(path: Path) -> MailItem:
@@ -87,18 +136,17 @@ class LocalSource(MailSource):
         except OSError as err:
             return MailItem(raw=b"", label=str(path), path=str(path), error=f"cannot read file: {err}")
 
-    @staticmethod
-    def _read_maildir(path: Path) -> Iterator[MailItem]:
+    def _read_maildir(self, path: Path) -> Iterator[MailItem]:
         # Reading the files directly (not through mailbox.Maildir) keeps the
         # Maildir untouched: no moving new/ to cur/, no flag changes.
         for sub in ("cur", "new"):
             for child in _children(path / sub):
                 if child.is_file() and not child.name.startswith("."):
-                    yield LocalSource._read_file(child)
+                    yield from self._checked(self._read_file(child))
         # Maildir++ keeps the other folders (".Junk", ".Archive.2024") inside the top one.
         for child in _children(path):
             if child.name.startswith(".") and is_maildir(child):
-                yield from LocalSource._read_maildir(child)
+                yield from self._read_maildir(child)
 
     @staticmethod
     def _read_mbox(path: Path) -> Iterator[MailItem]:
