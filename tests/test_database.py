@@ -46,6 +46,21 @@ def unused_port() -> int:
 
 # ---- on either database ---------------------------------------------------------------
 
+def test_imap_numbers_up_to_their_protocol_limits_are_kept(database_url):
+    """UIDs and UIDVALIDITY go up to 2**32 - 1, MODSEQ to 2**63 - 1: wider than PostgreSQL's INTEGER."""
+    from tracker.models import Checkpoint
+
+    db = Store(database_url)
+    with db.session() as session:
+        account = store.get_or_create_account(session, "alice", "imap.example.org", "alice")
+        session.add(Checkpoint(account_id=account.id, folder="INBOX", uidvalidity=2**32 - 1,
+                               last_uid=2**32 - 2, highestmodseq=2**63 - 1))
+    with db.session() as session:
+        [checkpoint] = session.exec(select(Checkpoint)).all()
+    db.dispose()
+    assert (checkpoint.uidvalidity, checkpoint.last_uid, checkpoint.highestmodseq) == (2**32 - 1, 2**32 - 2, 2**63 - 1)
+
+
 def test_times_are_kept_as_utc_to_the_microsecond_and_come_back_the_same(database_url):
     """Stored naive, in UTC (SQLite's text; PostgreSQL's timestamp without time zone)."""
     db = Store(database_url)

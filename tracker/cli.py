@@ -254,7 +254,10 @@ def _print_status(state: State, as_json: bool, wide: bool = False, only=None) ->
     if as_json:
         sys.stdout.write(json_text(data, indent=2) + "\n")
     else:
+        from tracker.alerts import configured_channels
+
         data["database"] = str(state.db.path) if state.db.path else store._shown_url(state.db.url)
+        data["alert_channels"] = len(configured_channels(state.settings))
         report.render_status(console, data, wide=wide)
 
 
@@ -322,7 +325,7 @@ def demo(
         state._settings = settings
         stats = _ingest_paths(state, [bundled_sample_mail()])
         console.print(f"Demo: ingested {stats.new} sample mails from {terminal(bundled_sample_mail())} "
-                      f"({stats.errors} damaged, recorded with their error).\n", soft_wrap=not console.is_terminal)
+                      f"({stats.errors} damaged, each recorded with its error).\n", soft_wrap=not console.is_terminal)
         _print_status(state, as_json=False)
         state.db.dispose()
         if keep:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 from typing import Annotated
 
 import typer
@@ -64,6 +65,10 @@ def service_install(
         console.print(f"No systemd service here ({terminal(done.why_cron)}). To poll from cron instead, "
                       f"add this line with `crontab -e` (cron mails you only errors):", highlight=False)
         _say(done.cron_line)
+        if shutil.which("crontab") is None:
+            console.print("This machine has no crontab command: install cron first (Debian/Ubuntu: "
+                          "sudo apt install cron), or keep `privacy-tracker daemon` running another way.",
+                          markup=False, highlight=False)
     else:
         console.print(f"{'Replaced' if done.replaced else 'Installed'} and started: {terminal(done.path)}",
                       highlight=False, soft_wrap=True)

@@ -82,7 +82,21 @@ def init(
              f"the keyring or a password command reach it there by themselves.")
     if not no_check:
         _say(f"Logging in to {terminal(new.host)}:{new.port} as {terminal(new.username)}...")
-    result = setup.init_account(path, new, check=not no_check)
+    while True:
+        try:
+            result = setup.init_account(path, new, check=not no_check)
+            break
+        except TrackerError as err:
+            # A private server's self-signed certificate: ask for its CA file and try again,
+            # rather than lose every answer given so far.
+            if non_interactive or "not trusted" not in str(err) or not sys.stdin.isatty():
+                raise
+            err_console.print(f"{plain(err)}", markup=False, highlight=False)
+            answer = Prompt.ask("The server's certificate is not trusted. The CA or certificate file to trust "
+                                "(a .pem file; empty to stop)", console=console, default="")
+            if not answer.strip():
+                raise
+            new.ca_file = Path(answer).expanduser().resolve()
     _report(result, new, path, explicit=_state(ctx).config_path is not None)
 
 
@@ -241,7 +255,7 @@ def _ask_country(new: setup.NewAccount, existing: setup.ExistingConfig) -> None:
 
 def _report(result: setup.InitResult, new: setup.NewAccount, path: Path, explicit: bool) -> None:
     if result.check is not None:
-        _say("Login works. Mails the first poll will read from Meta (or from senders pretending to be):")
+        _say("Login works. Mails the first poll will read from Meta (or from senders pretending to be Meta):")
         for folder in result.check.folders:
             _say(f"  {terminal(folder.name)}: {folder.meta_mails}")
         if result.check.junk is None:

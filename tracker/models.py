@@ -10,8 +10,13 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from pydantic import NaiveDatetime
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+# IMAP numbers go up to 2**32 - 1 (UIDs, UIDVALIDITY) and 2**63 - 1 (MODSEQ): wider than PostgreSQL's
+# INTEGER. SQLite's INTEGER holds 64 bits already.
+IMAP_NUMBER = Integer().with_variant(BigInteger(), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -43,9 +48,9 @@ class Checkpoint(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
     folder: str
-    uidvalidity: int
-    last_uid: int = 0
-    highestmodseq: int | None = None
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    last_uid: int = Field(default=0, sa_type=IMAP_NUMBER)
+    highestmodseq: int | None = Field(default=None, sa_type=IMAP_NUMBER)
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
@@ -69,8 +74,8 @@ class Message(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     folder: str | None = None
-    uidvalidity: int | None = None
-    uid: int | None = None
+    uidvalidity: int | None = Field(default=None, sa_type=IMAP_NUMBER)
+    uid: int | None = Field(default=None, sa_type=IMAP_NUMBER)
     source_path: str | None = None       # for mail ingested from files
     dedupe_id: str = ""                  # Message-ID, "" when the mail has none
     content_key: str                     # SHA-256 with line ends normalised (ingest.content_key)

@@ -236,7 +236,7 @@ def render_status(console: Console, status: dict, *, wide: bool = False) -> None
 
     if status["alerts"]:
         waiting = [a for a in status["alerts"] if not a["sent"]]
-        console.print(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet")
+        console.print(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet{_no_channel(status)}")
         for a in waiting:
             failed = (f" [yellow](not delivered after {a['attempts']} attempt(s): {t(a['last_error'])})[/]"
                       if a["attempts"] else "")
@@ -270,6 +270,12 @@ def _filtered(status: dict, lead: str = ";") -> str:
     only = status.get("filter") or {}
     shown = ", ".join(f"{key} {value}" for key, value in only.items() if value)
     return f"{lead} {plain(shown)}" if shown else ""
+
+
+def _no_channel(status: dict) -> str:
+    if status.get("alert_channels", 1):
+        return ""
+    return " (no alert channel is configured: add apprise URLs to [alerts] urls; `privacy-tracker doctor` checks them)"
 
 
 def _in_database(status: dict) -> str:
@@ -350,7 +356,7 @@ def _render_status_plain(console: Console, status: dict, *, wide: bool = False) 
     if status["alerts"]:
         waiting = [a for a in status["alerts"] if not a["sent"]]
         out("")
-        out(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet")
+        out(f"Alerts: {len(status['alerts'])} in all, {len(waiting)} not sent yet{_no_channel(status)}")
         for a in waiting:
             failed = (f" (not delivered after {a['attempts']} attempt(s): {plain(a['last_error'])})"
                       if a["attempts"] else "")

@@ -54,7 +54,7 @@ def request_summary(session: Session, request: Request, today: date) -> dict:
         flags.append(f"round {len(timeline.rounds)}")
     if timeline.state == lifecycle.REJECTED:
         flags.append("complaint possible")
-    elif timeline.last_refusal is not None and timeline.state != lifecycle.COMPLAINT_FILED:
+    elif timeline.last_refusal is not None and timeline.is_open:
         flags.append("earlier refusal")  # a complaint about it is possible while a newer round is open
     if timeline.state == lifecycle.INFO_REQUESTED:
         flags.append("action needed")

@@ -121,7 +121,7 @@ class Store:
             elif self.engine.dialect.name == "postgresql":
                 sa_event.listen(self.engine, "connect", _postgresql_settings)
             sa_event.listen(self.engine, "handle_error", _busy_as_one_line)
-            # The schema: created at head when new, upgraded in place (after a backup) when older.
+            # The schema: created at head when new, upgraded in place when older (a SQLite file after a backup).
             migrations.upgrade(self.engine, url)
         except ImportError as err:  # postgresql://, mysql://... without the driver installed
             raise StoreError(_missing_driver(url, err)) from None
@@ -179,7 +179,7 @@ class DatabaseBusy(StoreError):
 _PG_LOCK_NOT_AVAILABLE = "55P03"   # lock_timeout passed
 _PG_BUSY = {
     "40001": "another privacy-tracker process changed the same records at the same time",
-    "40P01": "another process was waiting for this one's records while this one waited for its (a deadlock)",
+    "40P01": "this process and another one waited for each other's records (a deadlock)",
     _PG_LOCK_NOT_AVAILABLE: "another process kept a lock",
 }
 

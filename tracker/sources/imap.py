@@ -270,7 +270,8 @@ class ImapConnection:
         except socket.gaierror as err:
             raise MailboxConnectionError(f"account {name}: unknown host {host!r} ({err.strerror})") from err
         except ssl.SSLCertVerificationError as err:
-            hint = " (set ca_file for a private CA)" if not self.account.ca_file else ""
+            hint = (" (a private server: set ca_file in the account, or `privacy-tracker init --ca-file FILE`)"
+                    if not self.account.ca_file else "")
             raise MailboxConnectionError(f"account {name}: the TLS certificate of {where} is not trusted: "
                                          f"{err.verify_message}{hint}") from err
         except ssl.SSLError as err:
