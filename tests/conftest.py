@@ -223,8 +223,9 @@ IMAP_USERS = {"alice": "alice-imap-secret", "bob": "bob-imap-secret"}
 
 
 @contextlib.contextmanager
-def running_dovecot(**options):
-    """A running Dovecot on 127.0.0.1 with users alice and bob, its own CA and Maildirs.
+def running_dovecot(users: dict[str, str] | None = None, **options):
+    """A running Dovecot on 127.0.0.1 with users alice and bob (or ``users``: name -> password),
+    its own CA and Maildirs.
 
     Without Dovecot the IMAP tests are skipped on a developer's machine but
     fail in CI, where .ci/run installs it: a missing server must not pass as green.
@@ -236,7 +237,7 @@ def running_dovecot(**options):
         if in_ci():
             pytest.fail(f"Dovecot is needed in CI: {why}")
         pytest.skip(why)
-    server = DovecotServer(IMAP_USERS, **options)
+    server = DovecotServer(users or IMAP_USERS, **options)
     try:
         server.start()
         yield server

@@ -565,3 +565,16 @@ def test_an_invalid_alert_url_is_never_shown_with_its_password(cli, config_file,
     captured = capfd.readouterr()
     assert "hunter2-secret" not in result.output + captured.out + captured.err
     assert "FAILED" in result.output
+
+
+def test_a_mailbox_failing_alert_not_sent_yet_is_withdrawn_once_the_mailbox_syncs_again(config_file):
+    db, settings = open_store(config_file)
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+    _mailbox(db, last_success_at=datetime(2026, 1, 5, 11, 50), consecutive_failures=1, login_refused=True,
+             last_error_at=datetime(2026, 1, 5, 12, 0), last_error="login failed: [AUTHENTICATIONFAILED]")
+    [alert] = alerts.run_checks(db, settings, now=now)
+    _mailbox(db, last_success_at=datetime(2026, 1, 5, 12, 5), consecutive_failures=0, login_refused=False)
+    assert alerts.run_checks(db, settings, now=now + timedelta(minutes=10)) == []
+    with db.session() as session:
+        assert session.exec(select(Alert).where(Alert.reason == alerts.MAILBOX_FAILING)).all() == []
+    db.dispose()

@@ -21,7 +21,9 @@ one line, with codes masked, in every language. Delivery is at least once, and a
   sends the alert to that one channel once more. No outbox can avoid this
   window without the receiver's help; it is one duplicate, never a loss;
 * a sender claims an alert (``claimed_until``) before delivering it, so two
-  processes (the daemon and a manual ``ingest``) never send it at the same time;
+  processes (two workers, the daemon and a manual ``ingest``) never send it at the
+  same time; a sender killed while it held the claim leaves it to the others once
+  the claim ends (``[daemon] lease_seconds``, at least ``CLAIM_AT_LEAST``);
 * a failed delivery is retried with exponential backoff and jitter, up to
   ``[alerts] max_attempts`` attempts; then it is given up and logged.
 
@@ -360,6 +362,12 @@ def check_due(session: Session, settings: Settings, today: date, now: datetime) 
             if latest.state == "filed" and today > lifecycle.authority_deadline(latest.filed):
                 new.append(_queue_authority_silent(session, request, latest, today, settings.person.language))
     for account in session.exec(select(Account).where(Account.host != None)):  # noqa: E711 (IMAP only)
+        if account.consecutive_failures <= 0:
+            # It syncs again: a "mailbox failing" alert not sent yet would now be false.
+            for alert in session.exec(select(Alert).where(Alert.account_id == account.id,
+                                                          Alert.reason == MAILBOX_FAILING,
+                                                          Alert.sent_at == None)):  # noqa: E711
+                _withdraw(session, alert, "the mailbox syncs again")
         new.append(_queue_mailbox_failing(session, account, settings, now))
     return [alert for alert in new if alert is not None]
 
@@ -401,7 +409,10 @@ def run_checks(db: store.Store, settings: Settings, now: datetime | None = None)
 RETRY_FIRST_DELAY = timedelta(minutes=1)
 RETRY_MAX_DELAY = timedelta(hours=6)
 RETRY_JITTER = 0.25       # up to 25% more, so alerts that failed together do not retry together
-CLAIM_LEASE = timedelta(minutes=10)  # longer than any apprise timeout
+# A sender claims an alert for [daemon] lease_seconds, but never for less than this, which is
+# longer than apprise's own timeouts: a live sender is never overtaken by another one, and the
+# alert a killed worker was sending is sent by another worker once the claim ends.
+CLAIM_AT_LEAST = timedelta(seconds=30)
 
 
 @contextlib.contextmanager
@@ -501,8 +512,8 @@ def _due_ids(session: Session, settings: Settings, now: datetime, force: bool) -
     return list(session.exec(query.order_by(Alert.created_at, Alert.id)))
 
 
-def _claim(db: store.Store, alert_id: int, now: datetime) -> Alert | None:
-    """Take the alert for ``CLAIM_LEASE``; None if another sender holds it or it was sent meanwhile.
+def _claim(db: store.Store, alert_id: int, now: datetime, claim_for: timedelta) -> Alert | None:
+    """Take the alert for ``claim_for``; None if another sender holds it or it was sent meanwhile.
 
     An overdue alert is checked against the request as it is now, in the same
     transaction: if Meta has decided (or the deadline moved) since it was queued,
@@ -513,7 +524,7 @@ def _claim(db: store.Store, alert_id: int, now: datetime) -> Alert | None:
             taken = session.execute(update(Alert).where(
                 Alert.id == alert_id, Alert.sent_at == None,  # noqa: E711
                 or_(Alert.claimed_until == None, Alert.claimed_until <= now))  # noqa: E711
-                .values(claimed_until=now + CLAIM_LEASE))
+                .values(claimed_until=now + claim_for))
             if taken.rowcount != 1:
                 return None
             alert = session.get(Alert, alert_id)
@@ -586,6 +597,7 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
     if not configured_channels(settings):
         return report
     started, started_mono = store.to_db_time(now or _utcnow()), time.monotonic()
+    claim_for = max(timedelta(seconds=settings.daemon.lease_seconds), CLAIM_AT_LEAST)
 
     def clock() -> datetime:
         # Sending a backlog can take longer than a claim lasts: each claim and
@@ -595,7 +607,7 @@ def send_pending(db: store.Store, settings: Settings, now: datetime | None = Non
     with db.session() as session:
         due = _due_ids(session, settings, started, force)
     for alert_id in due:
-        alert = _claim(db, alert_id, clock())
+        alert = _claim(db, alert_id, clock(), claim_for)
         if alert is None:
             continue
         errors = []

@@ -149,6 +149,9 @@ class IntakeSettings(AccountSettings):
 class DaemonSettings(_Frozen):
     interval_minutes: float = Field(default=10.0, ge=1, le=7 * 24 * 60, strict=True)  # up to a week
     jitter_seconds: int = Field(default=60, ge=0, le=3600, strict=True)
+    # How long a worker's claim on a mailbox folder (and on an alert it is sending) lasts without
+    # renewal: a killed worker's folders are taken over by the others after this.
+    lease_seconds: int = Field(default=300, ge=5, le=3600, strict=True)
 
 
 class AlertSettings(_Frozen):

@@ -16,6 +16,22 @@ imports APScheduler.
   announces mail; a dropped IDLE connection is opened again with backoff.
 * SIGTERM and SIGINT set a stop flag. The poller checks it between messages, so
   the message being recorded is committed, and the process exits with status 0.
+* Several daemons (on one machine or several, one database) share the mailboxes.
+  A scheduled poll leaves a mailbox alone, without logging in, when another worker
+  is polling it (it holds the folders' leases: tracker/sync.py) or polled it less
+  than half an interval ago; so each mailbox is polled about once an interval,
+  by one of them. A mailbox left because it was leased is looked at again when
+  that lease would end: a killed worker's mailboxes are taken over then.
+* At most ``POLL_THREADS`` accounts are polled at once: hundreds of mailboxes
+  must not mean hundreds of logins, database connections and fetched batches at
+  the same moment.
+* The alert checks and sending (``after_poll``) read every request; with
+  hundreds of mailboxes, running them after each poll would cost a round time
+  in proportion to mailboxes times requests. They run after a poll that
+  recorded mail or failed, at most once every ``AFTER_POLL_SECONDS`` (the polls
+  in between are caught up by one run at the end of that time), and otherwise
+  once an interval. The calendar is rewritten after a poll that recorded mail,
+  and once an interval.
 """
 
 from __future__ import annotations
@@ -44,6 +60,10 @@ log = logging.getLogger(__name__)
 
 # An IDLE connection that lasted this long was healthy: its loss starts the backoff afresh.
 IDLE_HEALTHY_SECONDS = 60
+# Accounts polled at the same time by one daemon (the IDLE watchers have threads of their own).
+POLL_THREADS = 8
+# After polls that recorded mail, alerts are sent (and the checks run) at most this often.
+AFTER_POLL_SECONDS = 5.0
 
 
 
@@ -83,10 +103,14 @@ class Daemon:
         self.after_poll = after_poll
         self.poller = Poller(db, settings, stop=self.stop, progress=progress)
         self.interval = timedelta(minutes=settings.daemon.interval_minutes)
+        threads = max(1, min(len(settings.mailboxes), POLL_THREADS))
         self.scheduler = BackgroundScheduler(timezone=timezone.utc,
-                                             executors={"default": ThreadPoolExecutor(max(4, len(settings.mailboxes)))})
+                                             executors={"default": ThreadPoolExecutor(threads)})
         self._failures: dict[str, int] = {}
         self._idle_threads: list[threading.Thread] = []
+        self._after_poll_at: float | None = None  # time.monotonic() of the last after_poll
+        self._after_poll_waiting = False          # a deferred after_poll is scheduled
+        self._after_poll_guard = threading.Lock()
 
     def run(self) -> None:
         """Poll until ``stop`` is set (by a signal, or by the caller), then return."""
@@ -96,8 +120,8 @@ class Daemon:
         now = datetime.now(timezone.utc)
         for account in self.settings.mailboxes:  # [[intake]] mailboxes are polled like accounts
             self.scheduler.add_job(
-                self._poll, IntervalTrigger(seconds=self.interval.total_seconds(),
-                                            jitter=self.settings.daemon.jitter_seconds or None),
+                self._poll_when_due, IntervalTrigger(seconds=self.interval.total_seconds(),
+                                                     jitter=self.settings.daemon.jitter_seconds or None),
                 args=[account], id=f"poll:{account.name}", name=f"poll {account.name}",
                 next_run_time=now, max_instances=1, coalesce=True,
                 misfire_grace_time=int(self.interval.total_seconds()))
@@ -119,15 +143,32 @@ class Daemon:
         self.scheduler.shutdown(wait=True)
         for thread in self._idle_threads:
             thread.join()
+        if self._after_poll_waiting:  # alerts queued by the last polls go out before the process ends
+            self._after_poll_waiting = False
+            self._after_poll(self.settings.mailboxes[0])
         log.info("daemon stopped")
 
-    def _poll(self, account: AccountSettings) -> None:
+    def _poll_when_due(self, account: AccountSettings) -> None:
+        """A scheduled poll: left to another worker that polled the account less than half an interval ago."""
+        fresh_after = datetime.now(timezone.utc).replace(tzinfo=None) - self.interval / 2
+        self._poll(account, fresh_after=fresh_after)
+
+    def _poll(self, account: AccountSettings, fresh_after: datetime | None = None) -> None:
         try:
-            result = self.poller.poll_account(account)
+            result = self.poller.poll_account(account, fresh_after=fresh_after)
         except StoreError as err:
             # The database stayed busy past the retries (or cannot be written): one line (below),
             # retried with backoff like a lost connection; the other account threads go on.
             result = AccountPoll(account.name, error=f"account {account.name}: {err}", transient=True)
+        if result.left_to_another is not None:
+            if result.lease_ends_in is not None and not self.stop.is_set():
+                # Look again when the lease would end: if its worker died, this one takes over then.
+                delay = min(result.lease_ends_in + 1.0, self.interval.total_seconds())
+                self.scheduler.add_job(self._poll_when_due, "date", args=[account], id=f"retry:{account.name}",
+                                       run_date=datetime.now(timezone.utc) + timedelta(seconds=delay),
+                                       replace_existing=True)
+            self._after_poll_if_due(result, account)
+            return
         if result.error is None:
             self._failures.pop(account.name, None)
             log.info("%s", result.summary())
@@ -140,6 +181,40 @@ class Daemon:
                 self.scheduler.add_job(self._poll, "date", args=[account], id=f"retry:{account.name}",
                                        run_date=datetime.now(timezone.utc) + timedelta(seconds=delay),
                                        replace_existing=True)
+        self._after_poll_if_due(result, account)
+
+    def _after_poll_if_due(self, result: AccountPoll, account: AccountSettings) -> None:
+        """After a poll that recorded mail or failed: now, or at the end of ``AFTER_POLL_SECONDS`` after
+        the last run (one deferred run for all the polls in between). Otherwise once an interval."""
+        with self._after_poll_guard:
+            now = time.monotonic()
+            since = None if self._after_poll_at is None else now - self._after_poll_at
+            if since is None or since >= self.interval.total_seconds():
+                run = True
+            elif result.new or result.error:
+                run = since >= AFTER_POLL_SECONDS
+                if not run and not self._after_poll_waiting and not self.stop.is_set():
+                    self._after_poll_waiting = True
+                    self.scheduler.add_job(self._deferred_after_poll, "date", args=[account], id="after-poll",
+                                           run_date=datetime.now(timezone.utc)
+                                           + timedelta(seconds=AFTER_POLL_SECONDS - since),
+                                           replace_existing=True)
+            else:
+                run = False
+            if run:
+                self._after_poll_at = now
+        if run:
+            self._after_poll(account)
+        if run or result.new:  # the calendar only changes with what a poll records, or once an interval
+            self._refresh_calendar(account)
+
+    def _deferred_after_poll(self, account: AccountSettings) -> None:
+        with self._after_poll_guard:
+            self._after_poll_waiting = False
+            self._after_poll_at = time.monotonic()
+        self._after_poll(account)
+
+    def _after_poll(self, account: AccountSettings) -> None:
         try:
             self.after_poll()
         except TrackerError as err:  # a busy database, a full disk: one line, and polling goes on
@@ -150,7 +225,6 @@ class Daemon:
                 log.error("after the poll of %s: %s", account.name, full)
             else:
                 log.exception("after-poll step failed")
-        self._refresh_calendar(account)
 
     def _refresh_calendar(self, account: AccountSettings) -> None:
         """Rewrite ``[calendar] file`` when the deadlines changed; a failure is one line, polling goes on."""

@@ -136,7 +136,13 @@ def target_request(session: Session, message: Message, category: str, request_id
                            f"{'no' if not candidates else 'several'} {kind} requests: say which with --request N")
     request = store.find_request(session, message.recipient, message.platform, kind)
     if request is None and create:
-        request = store.add_request(session, message.recipient, message.platform, kind)
+        # A member's forwarded mail (intake.py): the request gets the member's country, as a recognised one does.
+        from tracker.intake import find_member
+
+        member = find_member(session, message.recipient)
+        request = store.add_request(session, message.recipient, message.platform, kind,
+                                    country=member.country if member else None,
+                                    region=member.region if member else None)
     return request
 
 

@@ -139,6 +139,20 @@ class Store:
                 raise
 
     @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads that only guide a later decision (is a folder leased, is a
+        checkpoint behind): the write that acts on it checks again.
+
+        On PostgreSQL its transaction is REPEATABLE READ: one snapshot, and, unlike a
+        SERIALIZABLE one, never failed because the writes of other workers crossed it.
+        """
+        with Session(self.engine, expire_on_commit=False) as session:
+            if self.engine.dialect.name == "postgresql":
+                # Given back to the pool at the end, the connection returns to SERIALIZABLE.
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session  # closing ends the transaction; what was read stays readable
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose reads and writes take effect as if no other transaction ran meanwhile.
 

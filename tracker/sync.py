@@ -1,6 +1,10 @@
 """Polling IMAP folders: incremental, read-only, each mail recorded exactly once.
 
-One folder is polled like this (``Poller.sync_folder``):
+Before logging in to a mailbox, the poller leases its folders in the database
+(see "locks" below), so no other process (another worker, on this machine or
+another) polls them at the same time; a mailbox whose folders another live
+worker holds is left to it. Then one folder is polled like this
+(``Poller.sync_folder``):
 
 1. STATUS gives the folder's UIDVALIDITY and UIDNEXT without opening it. If
    both agree with the checkpoint, nothing is new and the poll of that folder
@@ -8,8 +12,7 @@ One folder is polled like this (``Poller.sync_folder``):
    ``UID SEARCH UID n:*`` instead would not do: when n is past the last UID the
    server still returns the last message, since ``n:*`` means "from n to the
    highest UID" in either order.)
-2. Something is new: take the folder's lease in the database, so no other
-   process polls this folder at the same time, and EXAMINE it (read-only).
+2. Something is new: EXAMINE the folder (read-only).
 3. Find the new mail whose From mentions Meta (see ``sender_search_terms``),
    not before the account's ``since`` date. The first sync asks the server
    to SEARCH, which narrows a mailbox of tens of thousands of mails to the
@@ -49,6 +52,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -58,7 +62,7 @@ from email.header import decode_header, make_header
 from datetime import date, datetime, timedelta
 from typing import Iterator
 
-from sqlalchemy import delete, update
+from sqlalchemy import DateTime, delete, func, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -72,7 +76,7 @@ from tracker.ingest import NEW, Ingestor, disk_full_error
 from tracker.models import Account, Checkpoint, FolderLock, utcnow
 from tracker.parse import parse_mail
 from tracker.sources.base import MailItem
-from tracker.sources.imap import FetchedMail, FolderStatus, ImapConnection, ServerRefused, Traffic
+from tracker.sources.imap import INBOX, FetchedMail, FolderStatus, ImapConnection, ServerRefused, Traffic
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +95,11 @@ LOOKALIKE_SEARCH_WORDS = ("faceb00k", "faceb0ok", "lnstagram", "1nstagram", "rne
 # find fb.com, business.fb.com and "fb-security.net" but not "...3fb1a@...".
 SHORT_BRAND_SEARCH_WORDS = ("fb.", "fb-")
 
-# A folder lease lasts this long; every committed message renews it, so only a
-# poller that died leaves it behind, and a dead one on this host is noticed at once.
+# How long a folder lease lasts unless renewed, by default ([daemon] lease_seconds): see "locks" below.
 LEASE_SECONDS = 300
+
+# After polls that found nothing and failed nothing, the periodic alert check runs at most this often.
+CHECK_EVERY_SECONDS = 60
 
 # How many of a folder's most recent mails are read, their From and Authentication-Results
 # headers only, to learn the authserv-id of the person's own mail server.
@@ -197,6 +203,10 @@ class AccountPoll:
     error: str | None = None
     transient: bool = False       # the error may go away by itself (connection lost, timeout)
     login_refused: bool = False   # the server refused the credentials
+    # Left to another worker without logging in: it is polling this mailbox now, or polled it
+    # since this round of polls began. None when this worker polled it.
+    left_to_another: str | None = None
+    lease_ends_in: float | None = None  # left because leased: seconds until that lease ends unless renewed
 
     @property
     def new(self) -> int:
@@ -210,6 +220,8 @@ class AccountPoll:
         """One line for the person: what the poll found, or why it failed."""
         if self.error:
             return self.error
+        if self.left_to_another:
+            return f"{self.account}: 0 new mail(s), left to another worker ({self.left_to_another})"
         parts = []
         for f in self.folders:
             note = f" ({f.skipped})" if f.skipped else " (stopped early)" if f.interrupted else \
@@ -225,6 +237,14 @@ def _kilobytes(count: int) -> str:
 
 
 # ---- locks ------------------------------------------------------------------
+#
+# Several workers (daemons or `poll --once`, on one machine or several) may share one database.
+# A worker leases a mailbox's folders before it connects, holds the leases while it polls them,
+# renews them every third of their length from a thread of its own (LeaseKeeper) and in every
+# transaction that records a mail, and releases them when it is done. Another worker that finds
+# every folder of a mailbox leased by a live worker leaves that mailbox alone without logging in.
+# A worker that died keeps its leases until they expire ([daemon] lease_seconds), or only until the
+# next look when it ran on the same machine and its process is gone.
 
 class FolderLeaseLost(TrackerError):
     """Another poller took over a folder whose lease had expired."""
@@ -236,7 +256,7 @@ _local_locks_guard = threading.Lock()
 
 @contextmanager
 def local_folder_lock(key: str) -> Iterator[None]:
-    """One poll of a folder at a time within this process (scheduler thread and IDLE thread).
+    """One poll of a mailbox at a time within this process (scheduler thread and IDLE thread).
 
     Waits rather than skips: mail announced by IDLE during a scheduled poll
     must still be picked up by the poll that follows.
@@ -247,73 +267,33 @@ def local_folder_lock(key: str) -> Iterator[None]:
         yield
 
 
-class FolderLease:
-    """A lease on one folder, in the database, so two processes never poll it at once.
+def folder_key(account_name: str, folder: str) -> str:
+    return f"{account_name}/{folder}"
 
-    The holder is ``host:pid:token``. A lease is free when it has expired, or
-    when its holder was a process on this host that no longer exists (killed
-    in the middle of a sync): a restarted poller need not wait for the expiry.
+
+def this_machine() -> str:
+    """The host name, and the PID namespace where there is one.
+
+    Process ids can only be judged inside one namespace: two containers that share
+    a host name (host networking) must not take each other for dead.
     """
+    host = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return host
+    return f"{host}~{namespace.removeprefix('pid:[').rstrip(']')}"
 
-    def __init__(self, db: store.Store, key: str):
-        self.db = db
-        self.key = key
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def acquire(self) -> bool:
-        return store.retry_busy(self._acquire, f"taking the lease of {self.key}")
-
-    def _acquire(self) -> bool:
-        now = utcnow()
-        with self.db.write() as session:
-            # One statement, so two processes cannot both see the lease free
-            # (INSERT ... ON CONFLICT DO UPDATE ... WHERE: the same on SQLite and PostgreSQL).
-            insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            statement = insert(FolderLock).values(key=self.key, holder=self.holder, expires_at=self._expiry(now))
-            statement = statement.on_conflict_do_update(
-                index_elements=["key"], set_={"holder": self.holder, "expires_at": self._expiry(now)},
-                where=(FolderLock.expires_at < now) | (FolderLock.holder == self.holder))
-            session.exec(statement)
-            holder = session.exec(select(FolderLock.holder).where(FolderLock.key == self.key)).one()
-            if holder == self.holder:
-                return True
-            if not _holder_is_dead(holder):
-                return False
-            taken = session.exec(update(FolderLock).where(FolderLock.key == self.key,
-                                                          FolderLock.holder == holder)
-                                 .values(holder=self.holder, expires_at=self._expiry(now)))
-            if taken.rowcount == 1:
-                log.info("%s: took over the lease of %s, which is no longer running", self.key, holder)
-            return taken.rowcount == 1
-
-    def renew(self, session: Session) -> None:
-        """Extend the lease inside the caller's transaction; fail it if the lease was lost."""
-        renewed = session.exec(update(FolderLock).where(FolderLock.key == self.key,
-                                                        FolderLock.holder == self.holder)
-                               .values(expires_at=self._expiry(utcnow())))
-        if renewed.rowcount != 1:
-            raise FolderLeaseLost(f"{self.key}: another poller took over this folder")
-
-    def release(self) -> None:
-        def attempt() -> None:
-            with self.db.write() as session:
-                session.exec(delete(FolderLock).where(FolderLock.key == self.key, FolderLock.holder == self.holder))
-
-        try:
-            store.retry_busy(attempt, f"releasing the lease of {self.key}")
-        except store.DatabaseBusy as err:
-            # Not fatal: the lease expires after LEASE_SECONDS, or at once when this process ends.
-            log.warning("%s: lease not released: %s", self.key, err)
-
-    @staticmethod
-    def _expiry(now: datetime) -> datetime:
-        return now + timedelta(seconds=LEASE_SECONDS)
+def new_holder() -> str:
+    """``machine:pid:token``: one per poll of a mailbox, so two threads of a process are two holders."""
+    return f"{this_machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _holder_is_dead(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
+    machine, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if machine != this_machine() or not pid.isdigit():
         return False  # another machine's process: only the expiry can tell
     try:
         os.kill(int(pid), 0)
@@ -322,6 +302,172 @@ def _holder_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _clock(session: Session):
+    """"Now" for lease times, as an SQL value. On PostgreSQL the server's clock, which every
+    worker shares whatever the clocks of their machines say; a SQLite file has one machine."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.timezone("UTC", func.statement_timestamp(), type_=DateTime())
+    return utcnow()
+
+
+def _now(session: Session) -> datetime:
+    clock = _clock(session)
+    return session.execute(select(clock)).scalar_one() if not isinstance(clock, datetime) else clock
+
+
+def acquire_leases(db: store.Store, keys: list[str], holder: str, seconds: int) -> set[str]:
+    """Lease as many of ``keys`` as are free, for ``holder``, in one transaction; returns those it holds."""
+    if not keys:
+        return set()
+
+    def attempt() -> set[str]:
+        with db.write() as session:
+            now = _clock(session)
+            expiry = now + timedelta(seconds=seconds)
+            insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            for key in sorted(keys):  # one order for every worker: no two wait for each other's rows
+                # One statement per key, so two workers cannot both see it free (INSERT ... ON
+                # CONFLICT DO UPDATE ... WHERE: a row lock on PostgreSQL, the write lock on SQLite).
+                statement = insert(FolderLock).values(key=key, holder=holder, expires_at=expiry)
+                session.execute(statement.on_conflict_do_update(
+                    index_elements=["key"], set_={"holder": holder, "expires_at": expiry},
+                    where=(FolderLock.expires_at < now) | (FolderLock.holder == holder)))
+            held = set()
+            for key, other in session.execute(select(FolderLock.key, FolderLock.holder)
+                                              .where(FolderLock.key.in_(keys))):
+                if other == holder:
+                    held.add(key)
+                elif _holder_is_dead(other):
+                    taken = session.execute(update(FolderLock).where(FolderLock.key == key,
+                                                                     FolderLock.holder == other)
+                                            .values(holder=holder, expires_at=expiry))
+                    if taken.rowcount == 1:
+                        log.info("%s: took over the lease of %s, which is no longer running", key, other)
+                        held.add(key)
+            return held
+
+    return store.retry_busy(attempt, f"taking the lease of {', '.join(sorted(keys))}")
+
+
+def leased_by_others(db: store.Store, keys: list[str], holder: str | None = None) -> float | None:
+    """If a live worker other than ``holder`` holds every one of ``keys``: seconds until the first of
+    those leases ends (unless renewed). None when any of them is free. A read, no write."""
+    if not keys:
+        return None
+    with db.read() as session:
+        now = _now(session)
+        rows = session.execute(select(FolderLock.key, FolderLock.holder, FolderLock.expires_at)
+                               .where(FolderLock.key.in_(keys), FolderLock.expires_at >= now)).all()
+    live = {key: expires for key, other, expires in rows if other != holder and not _holder_is_dead(other)}
+    if set(live) != set(keys):
+        return None
+    return max(0.0, (min(live.values()) - now).total_seconds())
+
+
+def release_leases(db: store.Store, keys: list[str], holder: str) -> None:
+    if not keys:
+        return
+
+    def attempt() -> None:
+        with db.write() as session:
+            session.execute(delete(FolderLock).where(FolderLock.key.in_(keys), FolderLock.holder == holder))
+
+    try:
+        store.retry_busy(attempt, f"releasing the lease of {', '.join(sorted(keys))}")
+    except store.DatabaseBusy as err:
+        # Not fatal: the lease expires by itself, or is taken over at once when this process ends.
+        log.warning("%s: lease not released: %s", ", ".join(sorted(keys)), err)
+
+
+class FolderLease:
+    """A lease on one folder, in the database, so two processes never poll it at once.
+
+    The holder is ``machine:pid:token`` (``new_holder``). A lease is free when it has
+    expired, or when its holder was a process on this machine that no longer exists
+    (killed in the middle of a sync): a restarted poller need not wait for the expiry.
+    """
+
+    def __init__(self, db: store.Store, key: str, seconds: int = LEASE_SECONDS, holder: str | None = None):
+        self.db = db
+        self.key = key
+        self.seconds = seconds
+        self.holder = holder or new_holder()
+
+    def acquire(self) -> bool:
+        return self.key in acquire_leases(self.db, [self.key], self.holder, self.seconds)
+
+    def renew(self, session: Session) -> None:
+        """Extend the lease inside the caller's transaction; fail it if the lease was lost."""
+        renewed = session.execute(update(FolderLock).where(FolderLock.key == self.key,
+                                                           FolderLock.holder == self.holder)
+                                  .values(expires_at=_clock(session) + timedelta(seconds=self.seconds)))
+        if renewed.rowcount != 1:
+            raise FolderLeaseLost(f"{self.key}: another poller took over this folder")
+
+    def release(self) -> None:
+        release_leases(self.db, [self.key], self.holder)
+
+
+class LeaseKeeper:
+    """Renews every lease of one holder every third of its length, from a thread of its own.
+
+    The leases are also renewed by each transaction that records a mail; this keeps them
+    through the steps that commit nothing for a while (a large FETCH, a mail that is slow
+    to read, a database that is busy), so a live worker never loses a folder to another.
+    A worker that dies stops renewing: its leases end ``seconds`` after the last renewal.
+    """
+
+    def __init__(self, db: store.Store, holder: str, seconds: int):
+        self.db = db
+        self.holder = holder
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{holder.rsplit(':', 1)[-1]}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        every = self.seconds / 3
+        while not self._stop.wait(every):
+            try:
+                store.retry_busy(self.renew, "renewing folder leases", budget=every)
+            except Exception as err:  # the next round tries again; the expiry is still ahead
+                log.info("folder leases not renewed this time: %s", err)
+
+    def renew(self) -> None:
+        with self.db.write() as session:
+            session.execute(update(FolderLock).where(FolderLock.holder == self.holder)
+                            .values(expires_at=_clock(session) + timedelta(seconds=self.seconds)))
+
+
+class MailboxLeases:
+    """The leases one poll of a mailbox holds: taken before connecting, released at the end."""
+
+    def __init__(self, db: store.Store, account_name: str, seconds: int):
+        self.db = db
+        self.account_name = account_name
+        self.seconds = seconds
+        self.holder = new_holder()
+        self.held: dict[str, FolderLease] = {}
+
+    def acquire(self, folders: list[str]) -> list[str]:
+        """Lease the folders that are free; returns those now held."""
+        keys = {folder_key(self.account_name, folder): folder for folder in folders}
+        for key in acquire_leases(self.db, list(keys), self.holder, self.seconds):
+            self.held[keys[key]] = FolderLease(self.db, key, self.seconds, self.holder)
+        return [folder for folder in folders if folder in self.held]
+
+    def release(self) -> None:
+        release_leases(self.db, [lease.key for lease in self.held.values()], self.holder)
+        self.held.clear()
 
 
 # ---- backoff ----------------------------------------------------------------
@@ -355,20 +501,82 @@ class Poller:
         self.stop = stop or threading.Event()
         self.progress = progress
         self.connect = connect
+        self.lease_seconds = settings.daemon.lease_seconds
+        self._checked_at: float | None = None   # time.monotonic() of the last periodic alert check
+        self._checked_guard = threading.Lock()
 
     def poll_all(self) -> list[AccountPoll]:
-        """Poll every account once; one account's failure does not stop the others."""
+        """Poll every account once; one account's failure does not stop the others.
+
+        A mailbox that another worker is polling, or has polled since this round
+        began, is left to it: several `poll --once` started together share the work.
+        """
+        began = utcnow()
         results = []
         for account in self.settings.mailboxes:  # the [[intake]] mailboxes after the [[accounts]]
             if self.stop.is_set():
                 break
-            results.append(self.poll_account(account))
+            results.append(self.poll_account(account, fresh_after=began))
         return results
 
-    def poll_account(self, account: AccountSettings) -> AccountPoll:
-        """Poll every folder of one account, then record how it went in the Account row."""
-        self.ingestor.refresh_learned()  # a verdict given since the last poll counts from this one
+    def poll_account(self, account: AccountSettings, fresh_after: datetime | None = None) -> AccountPoll:
+        """Poll every folder of one account, then record how it went in the Account row.
+
+        Left alone, without logging in, when a live worker holds the lease of every folder
+        known for it, or (given ``fresh_after``, naive UTC) when a poll of it succeeded since then.
+        """
+        with local_folder_lock(folder_key(account.name, "")):
+            return self._poll_account(account, fresh_after)
+
+    def _poll_account(self, account: AccountSettings, fresh_after: datetime | None) -> AccountPoll:
         account_id = self._account_id(account)
+        known = self._known_folders(account, account_id)
+        left = self._left_to_another(account, account_id, known, fresh_after)
+        if left is not None:
+            return left
+        leases = MailboxLeases(self.db, account.name, self.lease_seconds)
+        held = leases.acquire(known)
+        if not held:  # another worker took them between the look and the claim
+            log.info("%s: another worker is polling this mailbox; left to it", account.name)
+            return AccountPoll(account.name, left_to_another="it is polling this mailbox",
+                               lease_ends_in=float(self.lease_seconds))
+        fresh = self._fresh(account, account_id, fresh_after)  # polled by another one just before the claim
+        if fresh is not None:
+            leases.release()
+            return fresh
+        try:
+            with LeaseKeeper(self.db, leases.holder, self.lease_seconds):
+                result = self._poll_leased(account, account_id, known, leases)
+                try:
+                    # Before the leases go: a worker that finds them free then also finds this poll
+                    # recorded, and leaves the mailbox alone rather than polling it a second time.
+                    self._record_health(account_id, result.error, result.login_refused)
+                except Exception as err:  # a full disk: said in the poll's one line, not a traceback
+                    full = disk_full_error(err, "to the database")
+                    if full is None:
+                        raise
+                    result.error = result.error or f"account {account.name}: {full}"
+        finally:
+            leases.release()
+        # A mailbox that keeps failing is itself worth an alert (alerts.check_due decides). The
+        # check reads every request, so after a poll that went well it runs once a minute, not
+        # after each of hundreds of mailboxes: what it looks for (a deadline passed, a mailbox
+        # silent for intervals) is measured in days and intervals, and what a new mail changes
+        # (a decision withdraws a waiting "overdue") is done in the transaction that records it.
+        if result.error is not None or self._checks_due():
+            try:
+                alerts.run_checks(self.db, self.settings)
+            except Exception as err:
+                full = disk_full_error(err, "to the database")
+                if full is None:
+                    raise
+                result.error = result.error or f"account {account.name}: {full}"
+        return result
+
+    def _poll_leased(self, account: AccountSettings, account_id: int, known: list[str],
+                     leases: MailboxLeases) -> AccountPoll:
+        # A verdict given since the last poll counts from this one.
+        store.retry_busy(self.ingestor.refresh_learned, "reading the templates learned from verdicts")
         connection = self.connect(account)
         result = AccountPoll(account.name, traffic=connection.traffic)
         problems: list[str] = []
@@ -378,7 +586,8 @@ class Poller:
                     if self.stop.is_set():
                         break
                     try:
-                        result.folders.append(self.sync_folder(connection, account, account_id, folder))
+                        result.folders.append(self.sync_folder(connection, account, account_id, folder,
+                                                               leases, known))
                     except ServerRefused as err:  # e.g. a configured folder that does not exist
                         result.folders.append(FolderPoll(folder, skipped="refused by the server"))
                         problems.append(str(err))
@@ -398,35 +607,58 @@ class Poller:
             result.transient = isinstance(err, MailboxConnectionError)
             result.login_refused = isinstance(err, MailboxAuthError)
             log.debug("%s: poll failed", account.name, exc_info=True)
-        try:
-            self._record_health(account_id, result.error, result.login_refused)
-        except Exception as err:  # a full disk: said in the poll's one line, not a traceback
-            full = disk_full_error(err, "to the database")
-            if full is None:
-                raise
-            result.error = result.error or f"account {account.name}: {full}"
         return result
 
-    def sync_folder(self, connection: ImapConnection, account: AccountSettings, account_id: int,
-                    folder: str) -> FolderPoll:
+    def _known_folders(self, account: AccountSettings, account_id: int) -> list[str]:
+        """The folders to lease before connecting: the configured ones, else INBOX and every
+        folder polled before (the spam folder's name is learned from the server's list)."""
+        if account.folders:
+            return list(dict.fromkeys(account.folders))
+        with self.db.read() as session:
+            polled = session.exec(select(Checkpoint.folder).where(Checkpoint.account_id == account_id)).all()
+        return [INBOX, *sorted(set(polled) - {INBOX})]
+
+    def _left_to_another(self, account: AccountSettings, account_id: int, known: list[str],
+                         fresh_after: datetime | None) -> AccountPoll | None:
+        """The cheap look before connecting: an AccountPoll saying why this mailbox is left alone, or None.
+
+        The leases are looked at first: a poll records its success before it releases
+        them, so a mailbox found free here and polled meanwhile is found fresh below.
+        """
+        ends_in = leased_by_others(self.db, [folder_key(account.name, folder) for folder in known])
+        if ends_in is not None:
+            log.info("%s: another worker is polling this mailbox; left to it", account.name)
+            return AccountPoll(account.name, left_to_another="it is polling this mailbox", lease_ends_in=ends_in)
+        return self._fresh(account, account_id, fresh_after)
+
+    def _fresh(self, account: AccountSettings, account_id: int, fresh_after: datetime | None) -> AccountPoll | None:
+        if fresh_after is None:
+            return None
+        with self.db.read() as session:
+            last = session.exec(select(Account.last_success_at).where(Account.id == account_id)).one()
+        if last is None or last < fresh_after:
+            return None
+        log.debug("%s: polled by another worker at %s UTC; left to it", account.name, last)
+        return AccountPoll(account.name, left_to_another=f"it polled this mailbox at {last:%H:%M:%S} UTC")
+
+    def sync_folder(self, connection: ImapConnection, account: AccountSettings, account_id: int, folder: str,
+                    leases: MailboxLeases, known: list[str]) -> FolderPoll:
+        lease = leases.held.get(folder)
+        if lease is None:
+            if folder in known or not leases.acquire([folder]):
+                log.info("%s: another poller is reading this folder; left to it", folder_key(account.name, folder))
+                return FolderPoll(folder, skipped="another poller is reading it")
+            lease = leases.held[folder]
         status = connection.folder_status(folder)
         checkpoint = self._checkpoint(account_id, folder)
         if (checkpoint is not None and checkpoint.uidvalidity == status.uidvalidity
                 and status.uidnext <= checkpoint.last_uid + 1):
-            return FolderPoll(folder)  # nothing new: one STATUS, no lock, no fetch
-        key = f"{account.name}/{folder}"
-        with local_folder_lock(key):
-            lease = FolderLease(self.db, key)
-            if not lease.acquire():
-                log.info("%s: another poller is reading this folder; left to it", key)
-                return FolderPoll(folder, skipped="another poller is reading it")
-            try:
-                return self._sync_leased(connection, account, account_id, folder, lease)
-            except FolderLeaseLost as err:
-                log.warning("%s", err)
-                return FolderPoll(folder, skipped="another poller took over")
-            finally:
-                lease.release()
+            return FolderPoll(folder)  # nothing new: one STATUS, no fetch
+        try:
+            return self._sync_leased(connection, account, account_id, folder, lease)
+        except FolderLeaseLost as err:
+            log.warning("%s", err)
+            return FolderPoll(folder, skipped="another poller took over")
 
     def _sync_leased(self, connection: ImapConnection, account: AccountSettings, account_id: int,
                      folder: str, lease: FolderLease) -> FolderPoll:
@@ -494,7 +726,7 @@ class Poller:
         return self.settings.model_copy(update={"authenticity": authenticity})
 
     def _learned_authserv_id(self, account_id: int) -> str | None:
-        with self.db.session() as session:
+        with self.db.read() as session:
             return session.exec(select(Account.authserv_id).where(Account.id == account_id)).one()
 
     def _learn_authserv_id(self, connection: ImapConnection, account: AccountSettings, account_id: int,
@@ -606,6 +838,11 @@ class Poller:
     # ---- database bookkeeping -------------------------------------------------
 
     def _account_id(self, account: AccountSettings) -> int:
+        with self.db.read() as session:  # the row is there and unchanged on every poll but the first
+            row = session.exec(select(Account.id, Account.host, Account.username)
+                               .where(Account.name == account.name)).first()
+        if row is not None and (row.host, row.username) == (account.host, account.username):
+            return row.id
         try:
             return store.retry_busy(lambda: self._account_row_id(account), f"recording account {account.name}")
         except IntegrityError:  # another poller created the row just now; it exists the second time
@@ -626,7 +863,7 @@ class Poller:
             return row.id
 
     def _checkpoint(self, account_id: int, folder: str) -> Checkpoint | None:
-        with self.db.session() as session:
+        with self.db.read() as session:
             return session.exec(select(Checkpoint).where(Checkpoint.account_id == account_id,
                                                          Checkpoint.folder == folder)).first()
 
@@ -679,5 +916,11 @@ class Poller:
                 session.add(account)
 
         store.retry_busy(write, "recording how the poll went")
-        # A mailbox that keeps failing is itself worth an alert (alerts.check_due decides).
-        alerts.run_checks(self.db, self.settings)
+
+    def _checks_due(self) -> bool:
+        with self._checked_guard:
+            now = time.monotonic()
+            if self._checked_at is not None and now - self._checked_at < CHECK_EVERY_SECONDS:
+                return False
+            self._checked_at = now
+            return True
